@@ -1,0 +1,48 @@
+// cpu_internal.h: the CPU backend's functions, one group per file; cpu_context.c gathers them
+// into the cpu_ops table.
+#pragma once
+#include "../ops.h"
+
+// cpu_context.c: memory, workspace, threads
+void *cpu_alloc(OpsContext *ctx, size_t bytes);
+void cpu_release(OpsContext *ctx, void *ptr);
+void cpu_to_device(OpsContext *ctx, void *dst, const void *src_host, size_t bytes);
+void cpu_to_host(OpsContext *ctx, void *dst_host, const void *src, size_t bytes);
+void cpu_copy(OpsContext *ctx, void *dst, const void *src, size_t bytes);
+void cpu_synchronize(OpsContext *ctx);
+void cpu_reserve_workspace(OpsContext *ctx, size_t bytes);
+
+// cpu_conv.c: im2col / col2im + OpenBLAS sgemm
+size_t cpu_conv_prepare(OpsContext *ctx, ConvShape *s);
+void cpu_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight, const float *bias,
+                      float *out);
+void cpu_conv_backward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight, const float *dout,
+                       float *din, float *dweight, float *dbias);
+
+// cpu_elementwise.c
+void cpu_relu_forward(OpsContext *ctx, const float *x, float *y, size_t n);
+void cpu_relu_backward(OpsContext *ctx, const float *y, const float *dy, float *dx, size_t n);
+void cpu_add(OpsContext *ctx, const float *a, const float *b, float *out, size_t n);
+void cpu_scale(OpsContext *ctx, float *x, float alpha, size_t n);
+void cpu_fill(OpsContext *ctx, float *x, float value, size_t n);
+void cpu_nchw_to_nhwc(OpsContext *ctx, const float *in, float *out, int n, int c, int hw);
+void cpu_nhwc_to_nchw(OpsContext *ctx, const float *in, float *out, int n, int c, int hw);
+void cpu_mse_forward(OpsContext *ctx, const float *pred, const float *target, size_t n, float *out);
+void cpu_mse_backward(OpsContext *ctx, const float *pred, const float *target, size_t n, float scale, int accumulate,
+                      float *dpred);
+void cpu_sum_squares(OpsContext *ctx, const float *x, size_t n, float *out);
+
+// cpu_quantizer.c
+size_t cpu_vq_workspace_bytes(OpsContext *ctx, int m, int k, int d);
+void cpu_vq_nearest(OpsContext *ctx, const float *z, const float *codebook, int m, int k, int d, int32_t *codes);
+void cpu_vq_gather(OpsContext *ctx, const float *codebook, const int32_t *codes, int m, int d, float *out);
+void cpu_vq_code_stats(OpsContext *ctx, const float *z, const int32_t *codes, int m, int k, int d, float *counts,
+                       float *sums);
+void cpu_vq_codebook_grad(OpsContext *ctx, const float *codebook, const float *counts, const float *sums, int k, int d,
+                          float scale, float *dcodebook);
+void cpu_ema_update(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *counts,
+                    const float *sums, int k, int d, float decay, float epsilon);
+
+// cpu_adam.c
+void cpu_adam_update(OpsContext *ctx, float *params, const float *grads, float *exp_avg, float *exp_avg_sq, size_t n,
+                     float lr, float beta1, float beta2, float eps, float weight_decay, long step);

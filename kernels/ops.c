@@ -1,0 +1,96 @@
+// ops.c: backend-independent helpers of ops.h and the choice of backend.
+#include "ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/core/common.h"
+
+ConvShape conv_shape(int batch, int in_channels, int in_height, int in_width, int out_channels,
+                     int kernel, int stride, int pad, int transposed, int has_bias) {
+    ConvShape s;
+    memset(&s, 0, sizeof s);
+    s.batch = batch;
+    s.in_channels = in_channels;
+    s.in_height = in_height;
+    s.in_width = in_width;
+    s.out_channels = out_channels;
+    s.kernel = kernel;
+    s.stride = stride;
+    s.pad = pad;
+    s.transposed = transposed;
+    s.has_bias = has_bias;
+    s.plan = -1;
+    if (transposed) {
+        s.out_height = (in_height - 1) * stride - 2 * pad + kernel;
+        s.out_width = (in_width - 1) * stride - 2 * pad + kernel;
+    } else {
+        s.out_height = (in_height + 2 * pad - kernel) / stride + 1;
+        s.out_width = (in_width + 2 * pad - kernel) / stride + 1;
+    }
+    CHECK(s.out_height > 0 && s.out_width > 0,
+          "convolution with kernel %d stride %d pad %d does not fit a %dx%d input; "
+          "use larger images or fewer downsampling layers", kernel, stride, pad, in_height, in_width);
+    return s;
+}
+
+size_t conv_weight_count(const ConvShape *s) {
+    return (size_t)s->out_channels * (size_t)s->in_channels * (size_t)s->kernel * (size_t)s->kernel;
+}
+
+size_t conv_in_count(const ConvShape *s) {
+    return (size_t)s->batch * (size_t)s->in_channels * (size_t)s->in_height * (size_t)s->in_width;
+}
+
+size_t conv_out_count(const ConvShape *s) {
+    return (size_t)s->batch * (size_t)s->out_channels * (size_t)s->out_height * (size_t)s->out_width;
+}
+
+#ifndef VQ_HAVE_CUDA
+int cuda_backend_compiled(void) { return 0; }
+int cuda_device_count(void) { return 0; }
+void cuda_context_init(OpsContext *ctx, int device_index, Precision precision, int deterministic) {
+    (void)ctx; (void)device_index; (void)precision; (void)deterministic;
+    fatal("this build has no CUDA backend (nvcc was not found at configure time); "
+          "use device: cpu, or rebuild with the CUDA toolkit installed");
+}
+void cuda_context_destroy(OpsContext *ctx) { (void)ctx; }
+#endif
+
+void ops_context_init(OpsContext *ctx, const char *device, int device_index, int threads, Precision precision,
+                      int deterministic) {
+    memset(ctx, 0, sizeof *ctx);
+    int want_cuda;
+    if (strcmp(device, "cpu") == 0) {
+        want_cuda = 0;
+    } else if (strcmp(device, "cuda") == 0) {
+        if (!cuda_backend_compiled())
+            fatal("device 'cuda' asked for, but this build has no CUDA backend; "
+                  "rebuild with nvcc on PATH or set train.device=cpu");
+        if (cuda_device_count() == 0)
+            fatal("device 'cuda' asked for, but no GPU is visible (CUDA_VISIBLE_DEVICES=%s); "
+                  "set train.device=cpu or run on a GPU node",
+                  getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "unset");
+        want_cuda = 1;
+    } else if (strcmp(device, "auto") == 0) {
+        want_cuda = cuda_backend_compiled() && cuda_device_count() > 0;
+    } else {
+        fatal("unknown device '%s'; expected auto, cpu or cuda", device);
+    }
+    ctx->precision = precision;
+    ctx->deterministic = deterministic;
+    if (want_cuda) {
+        ctx->kind = BACKEND_CUDA;
+        ctx->device_index = device_index;
+        cuda_context_init(ctx, device_index, precision, deterministic);
+    } else {
+        ctx->kind = BACKEND_CPU;
+        cpu_context_init(ctx, threads);
+    }
+}
+
+void ops_context_destroy(OpsContext *ctx) {
+    if (ctx->kind == BACKEND_CUDA) cuda_context_destroy(ctx);
+    else cpu_context_destroy(ctx);
+    memset(ctx, 0, sizeof *ctx);
+}

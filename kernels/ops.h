@@ -1,0 +1,148 @@
+// ops.h: the one compute interface. The model calls only these; kernels/cpu and kernels/cuda
+// implement them. Every pointer argument is device memory of the context's backend (plain host
+// memory on the CPU backend). Tensors are float32, NCHW, contiguous, like PyTorch.
+//
+// Conventions:
+// - Outputs are overwritten, never accumulated, unless an argument says `accumulate`.
+// - Scalar results (losses, norms) are written to a device float so the step needs no host sync;
+//   the trainer downloads them at log intervals.
+// - Nothing here allocates after start-up: scratch memory is the context's workspace, sized once
+//   with ops_reserve_workspace() from the *_workspace_bytes queries.
+// - Every op is deterministic on the CPU backend (fixed summation order), so CPU runs are
+//   bit-reproducible. The CUDA backend is deterministic when ctx->deterministic is set.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } BackendKind;
+
+// Precision of the convolutions on the CUDA backend (the quantizer is always fp32).
+typedef enum { PRECISION_FP32 = 0, PRECISION_TF32 = 1, PRECISION_BF16 = 2 } Precision;
+
+// A 2-D convolution (transposed = 0; PyTorch Conv2d, weight [out, in, k, k]) or a transposed
+// convolution (transposed = 1; PyTorch ConvTranspose2d, weight [in, out, k, k]). Square kernels,
+// equal stride and padding on both axes, dilation 1, groups 1, output_padding 0.
+typedef struct {
+    int batch, in_channels, in_height, in_width;
+    int out_channels, out_height, out_width;
+    int kernel, stride, pad;
+    int transposed;
+    int has_bias;
+    int plan;   // backend's plan slot, set by conv_prepare (cuDNN algorithms); -1 on the CPU
+} ConvShape;
+
+// Fill the derived output size: Conv2d: out = (in + 2 pad - k) / stride + 1;
+// ConvTranspose2d: out = (in - 1) stride - 2 pad + k.
+ConvShape conv_shape(int batch, int in_channels, int in_height, int in_width, int out_channels,
+                     int kernel, int stride, int pad, int transposed, int has_bias);
+size_t conv_weight_count(const ConvShape *s);   // out*in*k*k
+size_t conv_in_count(const ConvShape *s);       // batch*in*h*w
+size_t conv_out_count(const ConvShape *s);      // batch*out*ho*wo
+
+typedef struct OpsContext OpsContext;
+
+typedef struct Ops {
+    const char *name;
+
+    // ---- memory ---------------------------------------------------------------------------
+    void *(*alloc)(OpsContext *ctx, size_t bytes);        // zero-filled; fatal on failure
+    void (*release)(OpsContext *ctx, void *ptr);
+    void (*to_device)(OpsContext *ctx, void *dst, const void *src_host, size_t bytes);
+    void (*to_host)(OpsContext *ctx, void *dst_host, const void *src, size_t bytes);  // synchronizes
+    void (*copy)(OpsContext *ctx, void *dst, const void *src, size_t bytes);          // device to device
+    void (*synchronize)(OpsContext *ctx);
+    // Make sure the workspace holds at least `bytes` (start-up only).
+    void (*reserve_workspace)(OpsContext *ctx, size_t bytes);
+
+    // ---- convolution ----------------------------------------------------------------------
+    // Choose algorithms for this shape (once, at start-up); sets s->plan. Returns the workspace
+    // bytes that conv_forward / conv_backward need for it.
+    size_t (*conv_prepare)(OpsContext *ctx, ConvShape *s);
+    // out = conv(in, weight) + bias (bias NULL when !has_bias).
+    void (*conv_forward)(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight,
+                         const float *bias, float *out);
+    // Gradients of conv_forward. din may be NULL (first layer); dbias NULL when !has_bias.
+    // din, dweight and dbias are overwritten.
+    void (*conv_backward)(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight,
+                          const float *dout, float *din, float *dweight, float *dbias);
+
+    // ---- elementwise ----------------------------------------------------------------------
+    void (*relu_forward)(OpsContext *ctx, const float *x, float *y, size_t n);          // y may alias x
+    // dx = y > 0 ? dy : 0, where y is the ReLU's output (or its input: same sign test). dx may alias dy.
+    void (*relu_backward)(OpsContext *ctx, const float *y, const float *dy, float *dx, size_t n);
+    void (*add)(OpsContext *ctx, const float *a, const float *b, float *out, size_t n); // out may alias a or b
+    void (*scale)(OpsContext *ctx, float *x, float alpha, size_t n);
+    void (*fill)(OpsContext *ctx, float *x, float value, size_t n);
+    // [n, c, hw] <-> [n, hw, c] (channels-last, the quantizer's flat [n*hw, c] view)
+    void (*nchw_to_nhwc)(OpsContext *ctx, const float *in, float *out, int n, int c, int hw);
+    void (*nhwc_to_nchw)(OpsContext *ctx, const float *in, float *out, int n, int c, int hw);
+
+    // ---- loss -----------------------------------------------------------------------------
+    // *out = mean((pred - target)^2) over n elements.
+    void (*mse_forward)(OpsContext *ctx, const float *pred, const float *target, size_t n, float *out);
+    // dpred (=|+=) scale * 2 (pred - target) / n.
+    void (*mse_backward)(OpsContext *ctx, const float *pred, const float *target, size_t n, float scale,
+                         int accumulate, float *dpred);
+
+    // ---- vector quantizer (z is [m, d] channels-last, codebook [k, d]) ---------------------
+    size_t (*vq_workspace_bytes)(OpsContext *ctx, int m, int k, int d);
+    // codes[i] = argmin_j ||z_i - e_j||^2, computed as |z|^2 + |e|^2 - 2 z.e (the PyTorch
+    // notebook's formula); ties go to the lowest index, as torch.argmin.
+    void (*vq_nearest)(OpsContext *ctx, const float *z, const float *codebook, int m, int k, int d,
+                       int32_t *codes);
+    // out[i] = codebook[codes[i]]
+    void (*vq_gather)(OpsContext *ctx, const float *codebook, const int32_t *codes, int m, int d, float *out);
+    // counts[j] = #{i : codes[i] = j}; sums[j] = sum of z_i with codes[i] = j (sums may be NULL).
+    // Deterministic: fixed summation order on every backend.
+    void (*vq_code_stats)(OpsContext *ctx, const float *z, const int32_t *codes, int m, int k, int d,
+                          float *counts, float *sums);
+    // Gradient of mean((e_codes - sg(z))^2) w.r.t. the codebook given the stats:
+    // dcodebook[j] = scale * (counts[j] * e_j - sums[j]) with scale = 2 / (m d) (times any loss weight).
+    void (*vq_codebook_grad)(OpsContext *ctx, const float *codebook, const float *counts, const float *sums,
+                             int k, int d, float scale, float *dcodebook);
+    // The EMA codebook update of the PyTorch notebook (VectorQuantizerEMA), with global stats:
+    //   N_j <- decay N_j + (1 - decay) counts_j
+    //   n = sum_j N_j;  N_j <- (N_j + eps) / (n + k eps) * n        (Laplace smoothing, stored)
+    //   m_j <- decay m_j + (1 - decay) sums_j
+    //   e_j <- m_j / N_j
+    void (*ema_update)(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *counts,
+                       const float *sums, int k, int d, float decay, float epsilon);
+
+    // ---- optimizer and reductions ---------------------------------------------------------
+    // torch.optim.Adam (amsgrad off) over a flat buffer; step is the 1-based step after increment.
+    // weight_decay is Adam's L2 term (grad += wd * param), as PyTorch.
+    void (*adam_update)(OpsContext *ctx, float *params, const float *grads, float *exp_avg, float *exp_avg_sq,
+                        size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, long step);
+    // *out = sum(x^2) (inf/NaN propagate, which the trainer uses as its "not finite" test).
+    void (*sum_squares)(OpsContext *ctx, const float *x, size_t n, float *out);
+} Ops;
+
+struct OpsContext {
+    const Ops *ops;
+    BackendKind kind;
+    Precision precision;
+    int deterministic;      // CUDA: no float atomics, deterministic algorithms
+    int threads;            // CPU: BLAS threads
+    int device_index;       // CUDA: the GPU this rank uses
+    void *workspace;        // backend scratch, ops_reserve_workspace()
+    size_t workspace_bytes;
+    void *backend;          // backend-private state (CUDA stream, cuBLAS and cuDNN handles, plans)
+};
+
+// ---- backends ---------------------------------------------------------------------------
+extern const Ops cpu_ops;
+int cuda_backend_compiled(void);   // 1 when the build has the CUDA backend
+int cuda_device_count(void);       // 0 without a usable GPU (or without the CUDA backend)
+
+// Create a context for "cpu", "cuda" or "auto" (CUDA when a GPU is visible). threads is for the
+// CPU backend (0: all cores). Fails with a message naming the device string when impossible.
+void ops_context_init(OpsContext *ctx, const char *device, int device_index, int threads, Precision precision,
+                      int deterministic);
+void ops_context_destroy(OpsContext *ctx);
+
+// Backend entry points used by ops_context_init (defined in kernels/cpu/cpu_context.c and
+// kernels/cuda/cuda_context.cu).
+void cpu_context_init(OpsContext *ctx, int threads);
+void cpu_context_destroy(OpsContext *ctx);
+void cuda_context_init(OpsContext *ctx, int device_index, Precision precision, int deterministic);
+void cuda_context_destroy(OpsContext *ctx);
