@@ -1,6 +1,180 @@
-// main.c: placeholder until the CLI lands.
+// main.c: the command line. One table lists the commands and one the options; the parser and
+// the usage text are both generated from them, so they cannot drift apart.
+#include <stdarg.h>
 #include <stdio.h>
-int main(void) {
-    fprintf(stderr, "vqvae_dist: not built yet\n");
-    return 1;
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "dist/dist.h"
+#include "io/config.h"
+#include "train/commands.h"
+
+typedef enum {
+    OPT_CONFIG = 1 << 0,
+    OPT_RESUME = 1 << 1,
+    OPT_CHECKPOINT = 1 << 2,
+    OPT_OUT = 1 << 3,
+    OPT_COUNT = 1 << 4,
+} OptionBit;
+
+typedef struct {
+    OptionBit bit;
+    const char *flag;
+    const char *arg;
+    const char *help;
+} OptionSpec;
+
+static const OptionSpec OPTIONS[] = {
+    {OPT_CONFIG, "--config", "FILE", "YAML config (configs/*.yaml); without it the built-in defaults are used"},
+    {OPT_RESUME, "--resume", "auto|PATH", "continue from a checkpoint: auto = newest good one in checkpoint.dir"},
+    {OPT_CHECKPOINT, "--checkpoint", "PATH", "checkpoint file to read"},
+    {OPT_OUT, "--out", "PATH", "output file or folder"},
+    {OPT_COUNT, "--count", "N", "number of images (default 16)"},
+};
+enum { OPTION_COUNT = sizeof OPTIONS / sizeof OPTIONS[0] };
+
+typedef struct {
+    const char *name;
+    unsigned options;       // OptionBits accepted
+    unsigned required;      // OptionBits required
+    int takes_overrides;    // accepts section.key=value arguments
+    int (*run)(const CliArgs *args, Dist *dist);
+    const char *help;
+} CommandSpec;
+
+static const CommandSpec COMMANDS[] = {
+    {"train", OPT_CONFIG | OPT_RESUME, 0, 1, command_train, "train (the default command)"},
+    {"eval", OPT_CHECKPOINT, OPT_CHECKPOINT, 1, command_eval, "evaluate a checkpoint on the test set"},
+    {"reconstruct", OPT_CHECKPOINT | OPT_OUT | OPT_COUNT, OPT_CHECKPOINT | OPT_OUT, 1, command_reconstruct,
+     "write a PNG of test images (top rows) and their reconstructions (bottom rows)"},
+    {"info", OPT_CHECKPOINT, OPT_CHECKPOINT, 0, command_info, "print a checkpoint's summary (also: info PATH)"},
+    {"debug-step", OPT_CONFIG | OPT_OUT, OPT_OUT, 1, command_debug_step,
+     "one training step with every input, gradient and result dumped to HDF5 files in --out (parity tests)"},
+    {"config-reference", 0, 0, 0, command_config_reference, "print the table of config keys (docs/CONFIG.md)"},
+};
+enum { COMMAND_COUNT = sizeof COMMANDS / sizeof COMMANDS[0] };
+
+static void print_usage(FILE *out) {
+    fprintf(out, "vqvae_dist %s: data-parallel VQ-VAE training\n\n", VQ_VERSION);
+    fprintf(out, "usage: [mpirun -np N] vqvae_dist [COMMAND] [OPTIONS] [section.key=value ...]\n\ncommands:\n");
+    for (int i = 0; i < COMMAND_COUNT; i++) {
+        fprintf(out, "  %-17s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+        fprintf(out, "  %-17s", "");
+        for (int j = 0; j < OPTION_COUNT; j++) {
+            if (!(COMMANDS[i].options & OPTIONS[j].bit)) continue;
+            int required = (COMMANDS[i].required & OPTIONS[j].bit) != 0;
+            fprintf(out, " %s%s %s%s", required ? "" : "[", OPTIONS[j].flag, OPTIONS[j].arg, required ? "" : "]");
+        }
+        if (COMMANDS[i].takes_overrides) fprintf(out, " [key=value ...]");
+        fputc('\n', out);
+    }
+    fprintf(out, "\noptions:\n");
+    for (int j = 0; j < OPTION_COUNT; j++)
+        fprintf(out, "  %-12s %-10s %s\n", OPTIONS[j].flag, OPTIONS[j].arg, OPTIONS[j].help);
+    fprintf(out, "  %-23s %s\n  %-23s %s\n", "--help", "this text", "--version", "the program version");
+    fprintf(out, "\nConfig keys and defaults: docs/CONFIG.md (or `vqvae_dist config-reference`).\n"
+                 "Exit codes: 0 done, 1 error, 2 usage, %d stopped by a signal after a checkpoint (resume with "
+                 "--resume auto), %d a peer rank died or hung.\n", EXIT_RESUMABLE, EXIT_COLLECTIVE_TIMEOUT);
+}
+
+__attribute__((noreturn, format(printf, 1, 2))) static void usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "error: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nrun `vqvae_dist --help` for the commands and options\n");
+    exit(EXIT_USAGE);
+}
+
+static const CommandSpec *find_command(const char *name) {
+    for (int i = 0; i < COMMAND_COUNT; i++)
+        if (strcmp(COMMANDS[i].name, name) == 0) return &COMMANDS[i];
+    return NULL;
+}
+
+static const OptionSpec *find_option(const char *flag) {
+    for (int j = 0; j < OPTION_COUNT; j++)
+        if (strcmp(OPTIONS[j].flag, flag) == 0) return &OPTIONS[j];
+    return NULL;
+}
+
+static void set_option(CliArgs *args, OptionBit bit, const char *value) {
+    switch (bit) {
+    case OPT_CONFIG: args->config_path = value; break;
+    case OPT_RESUME: args->resume = value; break;
+    case OPT_CHECKPOINT: args->checkpoint = value; break;
+    case OPT_OUT: args->out = value; break;
+    case OPT_COUNT: {
+        char *end;
+        long n = strtol(value, &end, 10);
+        if (*end || n < 1 || n > 4096) usage_error("--count expects a number from 1 to 4096, got '%s'", value);
+        args->count = (int)n;
+        break;
+    }
+    }
+}
+
+static const CommandSpec *parse_args(int argc, char **argv, CliArgs *args) {
+    memset(args, 0, sizeof *args);
+    args->count = 16;
+    args->overrides = calloc((size_t)argc, sizeof(char *));
+    int i = 1;
+    const CommandSpec *cmd = &COMMANDS[0];
+    if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
+        cmd = find_command(argv[1]);
+        if (!cmd) {
+            const char *best = NULL;
+            int best_distance = 1 << 20;
+            for (int c = 0; c < COMMAND_COUNT; c++) {
+                int dist = edit_distance(argv[1], COMMANDS[c].name);
+                if (dist < best_distance) { best_distance = dist; best = COMMANDS[c].name; }
+            }
+            usage_error("unknown command '%s'; did you mean '%s'?", argv[1], best);
+        }
+        i = 2;
+    }
+    unsigned seen = 0;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { print_usage(stdout); exit(EXIT_OK); }
+        if (strcmp(a, "--version") == 0) { printf("vqvae_dist %s\n", VQ_VERSION); exit(EXIT_OK); }
+        if (a[0] == '-') {
+            const OptionSpec *opt = find_option(a);
+            if (!opt) usage_error("unknown option '%s' for '%s'", a, cmd->name);
+            if (!(cmd->options & opt->bit)) usage_error("'%s' does not take %s", cmd->name, opt->flag);
+            if (i + 1 >= argc) usage_error("%s needs a value: %s %s", opt->flag, opt->flag, opt->arg);
+            set_option(args, opt->bit, argv[++i]);
+            seen |= opt->bit;
+        } else if (strchr(a, '=')) {
+            if (!cmd->takes_overrides) usage_error("'%s' takes no section.key=value overrides (got '%s')", cmd->name, a);
+            args->overrides[args->override_count++] = a;
+        } else if (cmd->options & OPT_CHECKPOINT && !(seen & OPT_CHECKPOINT)) {
+            args->checkpoint = a;   // `info PATH`, `eval PATH`
+            seen |= OPT_CHECKPOINT;
+        } else {
+            usage_error("unexpected argument '%s' for '%s' (overrides look like section.key=value)", a, cmd->name);
+        }
+    }
+    for (int j = 0; j < OPTION_COUNT; j++)
+        if ((cmd->required & OPTIONS[j].bit) && !(seen & OPTIONS[j].bit))
+            usage_error("'%s' needs %s %s", cmd->name, OPTIONS[j].flag, OPTIONS[j].arg);
+    return cmd;
+}
+
+int main(int argc, char **argv) {
+    CliArgs args;
+    const CommandSpec *cmd = parse_args(argc, argv, &args);
+    if (cmd->run == command_config_reference || cmd->run == command_info) {
+        int rc = cmd->run(&args, NULL);   // no MPI needed
+        free(args.overrides);
+        return rc;
+    }
+    Dist dist;
+    dist_init(&dist, &argc, &argv);
+    int rc = cmd->run(&args, &dist);
+    dist_finalize(&dist);
+    free(args.overrides);
+    return rc;
 }
