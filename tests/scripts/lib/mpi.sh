@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# mpi.sh: shared by tests/scripts/test_mpi_*.sh. Source it, then:
+#   mpi_require_program NAME        fail (exit 1) with a hint when $VQ_BUILD_DIR/NAME is missing
+#   mpi_cmd NP                      set the array MPI_CMD to the mpirun command line for NP ranks:
+#                                   "${MPI_CMD[@]}" PROGRAM ARGS (works under `timeout`, a function would not)
+#   MPI_ERRORS / mpi_pass / mpi_fail MESSAGE / mpi_summary NAME   "N passed, N failed" bookkeeping
+# VQ_MPIEXEC and VQ_BUILD_DIR come from ctest (CMakeLists.txt); defaults allow running by hand.
+
+VQ_MPIEXEC=${VQ_MPIEXEC:-mpirun}
+if [ -z "${VQ_BUILD_DIR:-}" ]; then
+    echo "error: VQ_BUILD_DIR is not set; run through ctest, or export VQ_BUILD_DIR=<your build folder>" >&2
+    exit 1
+fi
+
+# --oversubscribe: the test machines may have fewer cores than ranks (np=4 on 2 cores).
+# --allow-run-as-root: Open MPI refuses root without it (containers, CI); only added when root.
+MPI_FLAGS=(--oversubscribe)
+if [ "$(id -u)" = 0 ]; then
+    MPI_FLAGS+=(--allow-run-as-root)
+fi
+
+mpi_require_program() {
+    if [ ! -x "$VQ_BUILD_DIR/$1" ]; then
+        echo "FAIL: $VQ_BUILD_DIR/$1 is missing; build it: cmake --build $VQ_BUILD_DIR --target $1" >&2
+        exit 1
+    fi
+}
+
+mpi_cmd() {
+    MPI_CMD=("$VQ_MPIEXEC" "${MPI_FLAGS[@]}" -np "$1")
+}
+
+MPI_PASSED=0
+MPI_FAILED=0
+mpi_pass() { MPI_PASSED=$((MPI_PASSED + 1)); echo "ok: $1"; }
+mpi_fail() { MPI_FAILED=$((MPI_FAILED + 1)); echo "FAIL: $1"; }
+# Print the totals and exit non-zero when anything failed (or nothing ran).
+mpi_summary() {
+    echo "$1: $MPI_PASSED passed, $MPI_FAILED failed"
+    if [ "$MPI_FAILED" -ne 0 ] || [ "$MPI_PASSED" -eq 0 ]; then
+        exit 1
+    fi
+    exit 0
+}

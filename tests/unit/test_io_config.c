@@ -1,0 +1,506 @@
+// test_io_config.c: the config contract (src/io/config.h): defaults, the presets in configs/,
+// overrides, the YAML round trip, the architecture comparison, docs/CONFIG.md against the key
+// table, and tables of bad inputs, each with text its error message must contain.
+// `test_io_config --print-reference` prints the key table that docs/CONFIG.md embeds.
+#include <dirent.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "io/config.h"
+#include "test_util.h"
+
+enum { ERR_LEN = 2048, MAX_KEYS = 128 };
+
+static void expect_error(TestCounts *c, int rc, const char *err, const char *want1, const char *want2,
+                         const char *what) {
+    EXPECT(c, rc == -1, "%s: expected an error, got rc %d", what, rc);
+    EXPECT(c, strstr(err, want1) != NULL, "%s: error \"%s\" lacks \"%s\"", what, err, want1);
+    if (want2) EXPECT(c, strstr(err, want2) != NULL, "%s: error \"%s\" lacks \"%s\"", what, err, want2);
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    CHECK(f, "cannot create %s", path);
+    fputs(text, f);
+    CHECK(fclose(f) == 0, "cannot write %s", path);
+}
+
+// The dotted keys of a config_to_yaml text ("section:" lines, then "  name: value" lines).
+static int yaml_keys(const char *yaml, char keys[][64], int max) {
+    int n = 0;
+    char section[32] = "";
+    for (const char *line = yaml; *line && n < max;) {
+        const char *end = strchr(line, '\n');
+        int len = end ? (int)(end - line) : (int)strlen(line);
+        const char *colon = memchr(line, ':', (size_t)len);
+        int name_len = colon ? (int)(colon - line) : 0;
+        if (name_len > 30) name_len = 30;  // names are short; the cap keeps the sizes provably in bounds
+        if (colon && line[0] != ' ') snprintf(section, sizeof section, "%.*s", name_len, line);
+        else if (colon) snprintf(keys[n++], 64, "%s.%.*s", section, name_len - 2, line + 2);
+        line = end ? end + 1 : line + len;
+    }
+    return n;
+}
+
+static char *reference_text(void) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK(f, "open_memstream");
+    config_print_reference(f);
+    fclose(f);
+    return buf;
+}
+
+// ---- defaults -----------------------------------------------------------------------------------
+
+static void test_defaults(TestCounts *c) {
+    Config d;
+    config_defaults(&d);
+    // The defaults written in config.h's comments.
+    EXPECT(c, strcmp(d.arch, "resnet") == 0, "arch %s", d.arch);
+    EXPECT(c, d.num_hiddens == 128 && d.num_residual_hiddens == 32 && d.num_residual_layers == 2, "model %d %d %d",
+           d.num_hiddens, d.num_residual_hiddens, d.num_residual_layers);
+    EXPECT(c, d.embedding_dim == 64 && d.num_embeddings == 512, "D %d K %d", d.embedding_dim, d.num_embeddings);
+    EXPECT(c, strcmp(d.quantizer, "ema") == 0 && strcmp(d.codebook_init, "auto") == 0, "quantizer %s init %s",
+           d.quantizer, d.codebook_init);
+    EXPECT(c, d.commitment_cost == 0.25f && d.decay == 0.99f && d.epsilon == 1e-5f, "beta %g decay %g eps %g",
+           d.commitment_cost, d.decay, d.epsilon);
+    EXPECT(c, strcmp(d.dataset, "fashion_mnist") == 0 && strcmp(d.data_path, "/usr/share/datasets/fashion-mnist") == 0,
+           "data %s %s", d.dataset, d.data_path);
+    EXPECT(c, d.synthetic_count == 2048 && d.synthetic_channels == 3 && d.synthetic_size == 32, "synthetic %d %d %d",
+           d.synthetic_count, d.synthetic_channels, d.synthetic_size);
+    EXPECT(c, d.batch_size == 32 && d.steps == 1000 && d.lr == 1e-3f, "batch %d steps %lld lr %g", d.batch_size,
+           (long long)d.steps, d.lr);
+    EXPECT(c, d.beta1 == 0.9f && d.beta2 == 0.999f && d.adam_eps == 1e-8f && d.weight_decay == 0.0f,
+           "adam %g %g %g %g", d.beta1, d.beta2, d.adam_eps, d.weight_decay);
+    EXPECT(c, d.seed == 1234 && strcmp(d.device, "auto") == 0 && strcmp(d.precision, "tf32") == 0, "seed %llu %s %s",
+           (unsigned long long)d.seed, d.device, d.precision);
+    EXPECT(c, d.deterministic == 0 && d.threads == 0 && d.eval_every == 0 && d.eval_batches == 0 && d.cuda_graph == 0,
+           "train flags %d %d %d %d %d", d.deterministic, d.threads, d.eval_every, d.eval_batches, d.cuda_graph);
+    EXPECT(c, strcmp(d.checkpoint_dir, "runs/default") == 0 && d.checkpoint_every == 1000 && d.checkpoint_keep == 3,
+           "checkpoint %s %d %d", d.checkpoint_dir, d.checkpoint_every, d.checkpoint_keep);
+    EXPECT(c, d.log_every == 50 && d.metrics_file[0] == '\0' && d.usage_window == 100, "log %d '%s' %d", d.log_every,
+           d.metrics_file, d.usage_window);
+    EXPECT(c, strcmp(d.dist_backend, "auto") == 0 && d.dist_timeout_s == 300.0f && d.verify_every == 0,
+           "dist %s %g %d", d.dist_backend, d.dist_timeout_s, d.verify_every);
+
+    char err[ERR_LEN] = "";
+    EXPECT(c, config_validate(&d, err, sizeof err) == 0, "defaults do not validate: %s", err);
+
+    // An empty file, or one of comments only, is all defaults; a load starts from the defaults.
+    const char *empties[] = {"", "# nothing here\n\n", "---\n", "train:\n"};
+    for (int i = 0; i < 4; i++) {
+        Config e;
+        config_defaults(&e);
+        e.steps = 77;
+        int rc = config_load_string(&e, empties[i], "empty.yaml", err, sizeof err);
+        EXPECT(c, rc == 0, "empty config %d: %s", i, err);
+        EXPECT(c, memcmp(&e, &d, sizeof d) == 0, "empty config %d differs from the defaults", i);
+    }
+}
+
+// ---- presets ------------------------------------------------------------------------------------
+
+static void test_presets(TestCounts *c, const char *source_dir) {
+    char dir[1024], path[2048], err[ERR_LEN] = "";
+    snprintf(dir, sizeof dir, "%s/configs", source_dir);
+    DIR *d = opendir(dir);
+    EXPECT(c, d != NULL, "cannot open %s", dir);
+    int count = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 5, ".yaml") != 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        Config cfg;
+        int rc = config_load_file(&cfg, path, err, sizeof err);
+        EXPECT(c, rc == 0, "preset %s: %s", path, err);
+        if (rc == 0) EXPECT(c, config_validate(&cfg, err, sizeof err) == 0, "preset %s does not validate: %s", path, err);
+        count++;
+    }
+    if (d) closedir(d);
+    EXPECT(c, count >= 3, "found %d presets in %s, expected at least cifar, fashion_mnist and smoke", count, dir);
+
+    Config cfg;
+    snprintf(path, sizeof path, "%s/cifar.yaml", dir);
+    EXPECT(c, config_load_file(&cfg, path, err, sizeof err) == 0, "%s", err);
+    EXPECT(c, strcmp(cfg.dataset, "cifar10") == 0 && cfg.batch_size == 256 && cfg.steps == 15000 && cfg.lr == 1e-3f,
+           "cifar: %s batch %d steps %lld lr %g", cfg.dataset, cfg.batch_size, (long long)cfg.steps, cfg.lr);
+    EXPECT(c, cfg.num_hiddens == 128 && cfg.num_residual_hiddens == 32 && cfg.num_residual_layers == 2 &&
+                  cfg.num_embeddings == 512 && cfg.embedding_dim == 64,
+           "cifar model %d %d %d %d %d", cfg.num_hiddens, cfg.num_residual_hiddens, cfg.num_residual_layers,
+           cfg.num_embeddings, cfg.embedding_dim);
+    EXPECT(c, strcmp(cfg.quantizer, "ema") == 0 && cfg.decay == 0.99f && cfg.commitment_cost == 0.25f,
+           "cifar quantizer %s %g %g", cfg.quantizer, cfg.decay, cfg.commitment_cost);
+
+    snprintf(path, sizeof path, "%s/fashion_mnist.yaml", dir);
+    EXPECT(c, config_load_file(&cfg, path, err, sizeof err) == 0, "%s", err);
+    EXPECT(c, strcmp(cfg.dataset, "fashion_mnist") == 0 && strcmp(cfg.data_path, "/usr/share/datasets/fashion-mnist") == 0 &&
+                  strcmp(cfg.checkpoint_dir, "runs/fashion_mnist") == 0,
+           "fashion_mnist: %s %s %s", cfg.dataset, cfg.data_path, cfg.checkpoint_dir);
+
+    snprintf(path, sizeof path, "%s/smoke.yaml", dir);
+    EXPECT(c, config_load_file(&cfg, path, err, sizeof err) == 0, "%s", err);
+    EXPECT(c, strcmp(cfg.dataset, "synthetic") == 0 && cfg.steps == 20 && cfg.batch_size == 8 && cfg.log_every == 5 &&
+                  cfg.num_hiddens == 16 && strcmp(cfg.checkpoint_dir, "runs/smoke") == 0,
+           "smoke: %s steps %lld batch %d log %d h %d dir %s", cfg.dataset, (long long)cfg.steps, cfg.batch_size,
+           cfg.log_every, cfg.num_hiddens, cfg.checkpoint_dir);
+}
+
+// ---- overrides ----------------------------------------------------------------------------------
+
+static void test_overrides(TestCounts *c) {
+    Config cfg;
+    config_defaults(&cfg);
+    char err[ERR_LEN] = "";
+    const char *good[] = {"train.lr=3e-4", "train.steps = 77", "train.deterministic=yes", "data.dataset=synthetic",
+                          "log.metrics_file=", "data.path=/a=b c", "quantizer.decay=0", "train.cuda_graph=ON"};
+    for (int i = 0; i < 8; i++)
+        EXPECT(c, config_apply_override(&cfg, good[i], err, sizeof err) == 0, "override '%s': %s", good[i], err);
+    EXPECT(c, cfg.lr == 3e-4f, "lr %g", cfg.lr);
+    EXPECT(c, cfg.steps == 77, "steps %lld", (long long)cfg.steps);
+    EXPECT(c, cfg.deterministic == 1 && cfg.cuda_graph == 1, "bools %d %d", cfg.deterministic, cfg.cuda_graph);
+    EXPECT(c, strcmp(cfg.dataset, "synthetic") == 0, "dataset %s", cfg.dataset);
+    EXPECT(c, cfg.metrics_file[0] == '\0', "metrics_file '%s'", cfg.metrics_file);
+    EXPECT(c, strcmp(cfg.data_path, "/a=b c") == 0, "path '%s' (the value runs to the end, '=' included)",
+           cfg.data_path);
+    EXPECT(c, cfg.decay == 0.0f, "decay %g", cfg.decay);
+
+    // Overrides apply on top of a loaded file; a failed one leaves the config as it was.
+    Config before;
+    memcpy(&before, &cfg, sizeof cfg);
+    EXPECT(c, config_apply_override(&cfg, "train.batch_size=0", err, sizeof err) == -1, "batch 0 accepted");
+    EXPECT(c, memcmp(&before, &cfg, sizeof cfg) == 0, "a failed override changed the config");
+}
+
+// ---- round trip ---------------------------------------------------------------------------------
+
+static void test_round_trip(TestCounts *c) {
+    // A non-default value for every key, floats that are not short decimals, extreme integers, and
+    // a string with characters that YAML would read as syntax.
+    const char *sets[] = {
+        "model.num_hiddens=66", "model.num_residual_hiddens=7", "model.num_residual_layers=5",
+        "model.embedding_dim=3", "quantizer.type=vq", "quantizer.num_embeddings=1000",
+        "quantizer.commitment_cost=1e-45", "quantizer.decay=0.99999994", "quantizer.epsilon=1.17549435e-38",
+        "quantizer.init=normal", "data.dataset=cifar10", "data.synthetic_count=1", "data.channels=16",
+        "data.image_size=4096", "train.batch_size=1048576", "train.steps=9223372036854775807", "train.lr=0.1",
+        "train.beta1=0.123456789", "train.beta2=0", "train.eps=3.40282347e38", "train.weight_decay=2.5e-7",
+        "train.seed=18446744073709551615", "train.device=cuda", "train.precision=bf16", "train.deterministic=true",
+        "train.threads=4096", "train.eval_every=123", "train.eval_batches=7", "train.cuda_graph=1",
+        "checkpoint.dir=runs/x y", "checkpoint.every=0", "checkpoint.keep=1000", "log.every=1",
+        "log.metrics_file=null", "log.usage_window=1", "dist.backend=mpi", "dist.timeout_s=0.001",
+        "dist.verify_every=1",
+    };
+    int nsets = (int)(sizeof sets / sizeof sets[0]);
+    Config defaults, cfg;
+    config_defaults(&defaults);
+    config_defaults(&cfg);
+    char err[ERR_LEN] = "";
+    for (int i = 0; i < nsets; i++)
+        EXPECT(c, config_apply_override(&cfg, sets[i], err, sizeof err) == 0, "override '%s': %s", sets[i], err);
+    const char *tricky = " lead \"q\" \\ # : yes\t\x01 caf\xc3\xa9 ";  // set directly: overrides trim blanks
+    memset(cfg.data_path, 0, sizeof cfg.data_path);
+    memcpy(cfg.data_path, tricky, strlen(tricky));
+
+    char *yaml_def = config_to_yaml(&defaults), *yaml = config_to_yaml(&cfg);
+    // Every key in the YAML (checks the list above covers the whole table: a new key must be added).
+    static char keys_def[MAX_KEYS][64], keys[MAX_KEYS][64];
+    int n_def = yaml_keys(yaml_def, keys_def, MAX_KEYS), n = yaml_keys(yaml, keys, MAX_KEYS);
+    // The sets above, data.path (set directly) and model.arch (one choice so far, so no other value).
+    EXPECT(c, n == n_def && n == nsets + 2, "config_to_yaml has %d keys (defaults %d), the test sets %d + 2", n, n_def,
+           nsets);
+    for (const char *a = yaml_def, *b = yaml; *a && *b;) {  // line by line, every key line must differ
+        const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+        if (!ea || !eb) break;
+        if (a[0] == ' ' && strncmp(a, "  arch:", 7) != 0)
+            EXPECT(c, (ea - a) != (eb - b) || memcmp(a, b, (size_t)(ea - a)) != 0, "key line '%.*s' kept its default",
+                   (int)(ea - a), a);
+        a = ea + 1, b = eb + 1;
+    }
+    Config back;
+    config_defaults(&back);
+    int rc = config_load_string(&back, yaml, "round-trip", err, sizeof err);
+    EXPECT(c, rc == 0, "reloading config_to_yaml output: %s\n%s", err, yaml);
+    EXPECT(c, memcmp(&back, &cfg, sizeof cfg) == 0, "round trip changed the config:\n%s", yaml);
+    EXPECT(c, back.lr == cfg.lr && back.beta1 == cfg.beta1 && back.commitment_cost == cfg.commitment_cost &&
+                  back.epsilon == cfg.epsilon && back.adam_eps == cfg.adam_eps,
+           "floats changed: lr %.9g beta1 %.9g beta %.9g eps %.9g", back.lr, back.beta1, back.commitment_cost, back.epsilon);
+    EXPECT(c, strcmp(back.data_path, tricky) == 0, "string changed: '%s'", back.data_path);
+    EXPECT(c, back.seed == UINT64_MAX && back.steps == INT64_MAX, "integers changed %llu %lld",
+           (unsigned long long)back.seed, (long long)back.steps);
+    char *yaml2 = config_to_yaml(&back);
+    EXPECT(c, strcmp(yaml, yaml2) == 0, "YAML differs after a round trip:\n%s\n---\n%s", yaml, yaml2);
+    // Floats carry a '.', so YAML 1.1 readers (PyYAML) see floats: "1.0e-05", not "1e-05".
+    EXPECT(c, strstr(yaml_def, "epsilon: 1.0e-05\n") && strstr(yaml_def, "lr: 0.001\n") &&
+                  strstr(yaml_def, "weight_decay: 0.0\n"),
+           "float format:\n%s", yaml_def);
+    free(yaml_def);
+    free(yaml);
+    free(yaml2);
+}
+
+// ---- architecture comparison --------------------------------------------------------------------
+
+static void test_same_architecture(TestCounts *c) {
+    Config a, b;
+    config_defaults(&a);
+    config_defaults(&b);
+    char err[ERR_LEN] = "";
+    EXPECT(c, config_same_architecture(&a, &b, err, sizeof err) == 0, "defaults differ: %s", err);
+    const char *harmless[] = {"train.lr=0.5", "data.dataset=synthetic", "quantizer.decay=0.5", "quantizer.init=normal"};
+    for (int i = 0; i < 4; i++) {
+        EXPECT(c, config_apply_override(&b, harmless[i], err, sizeof err) == 0, "%s", err);
+        EXPECT(c, config_same_architecture(&a, &b, err, sizeof err) == 0, "'%s' counted as architecture: %s",
+               harmless[i], err);
+    }
+    struct { const char *set, *key, *va, *vb; } cases[] = {
+        {"model.num_hiddens=64", "model.num_hiddens", "128", "64"},
+        {"model.num_residual_layers=1", "model.num_residual_layers", "2", "1"},
+        {"model.embedding_dim=16", "model.embedding_dim", "64", "16"},
+        {"quantizer.type=vq", "quantizer.type", "ema", "vq"},
+        {"quantizer.num_embeddings=256", "quantizer.num_embeddings", "512", "256"},
+    };
+    for (int i = 0; i < 5; i++) {
+        config_defaults(&b);
+        EXPECT(c, config_apply_override(&b, cases[i].set, err, sizeof err) == 0, "%s", err);
+        err[0] = '\0';
+        int rc = config_same_architecture(&a, &b, err, sizeof err);
+        expect_error(c, rc, err, cases[i].key, cases[i].vb, cases[i].set);
+        EXPECT(c, strstr(err, cases[i].va) != NULL, "%s: '%s' lacks the first value %s", cases[i].set, err, cases[i].va);
+    }
+}
+
+// ---- docs/CONFIG.md -----------------------------------------------------------------------------
+
+static void test_docs(TestCounts *c, const char *source_dir) {
+    char path[1024], err[ERR_LEN] = "";
+    snprintf(path, sizeof path, "%s/docs/CONFIG.md", source_dir);
+    char *doc = read_text_file(path, NULL, err, sizeof err);
+    EXPECT(c, doc != NULL, "%s", err);
+    if (!doc) return;
+    char *ref = reference_text();
+    // Every row of the generated table appears verbatim, so a changed key, default or help text
+    // fails here until the table in the doc is regenerated (test_io_config --print-reference).
+    int rows = 0;
+    for (char *line = ref; *line;) {
+        char *end = strchr(line, '\n');
+        if (!end) break;
+        *end = '\0';
+        EXPECT(c, strstr(doc, line) != NULL, "docs/CONFIG.md lacks the row \"%s\"; regenerate the table with "
+               "test_io_config --print-reference", line);
+        rows++;
+        line = end + 1;
+    }
+    // And the table has a row for every key config_to_yaml writes.
+    Config d;
+    config_defaults(&d);
+    char *yaml = config_to_yaml(&d);
+    static char keys[MAX_KEYS][64];
+    int n = yaml_keys(yaml, keys, MAX_KEYS);
+    EXPECT(c, rows == n + 2, "reference has %d rows for %d keys (plus header and rule)", rows, n);
+    for (int i = 0; i < n; i++) {
+        char cell[96];
+        snprintf(cell, sizeof cell, "| `%.63s` |", keys[i]);
+        EXPECT(c, strstr(doc, cell) != NULL, "docs/CONFIG.md has no row for %s", keys[i]);
+    }
+    free(yaml);
+    free(ref);
+    free(doc);
+}
+
+// ---- bad inputs ---------------------------------------------------------------------------------
+
+// Each YAML text is written to a file under a fresh temporary folder and loaded: the error must
+// contain want1, want2 and the file's path, and the config must be left untouched.
+static void test_bad_yaml(TestCounts *c) {
+    static char long_path[800];
+    memset(long_path, 0, sizeof long_path);
+    strcpy(long_path, "data:\n  path: ");
+    memset(long_path + strlen(long_path), 'a', 600);
+    strcat(long_path, "\n");
+    struct { const char *yaml, *want1, *want2; } cases[] = {
+        {"train:\n  lr: 1e-3\n  lrr: 2\n", "unknown key 'train.lrr' in ", "line 3; did you mean 'train.lr'?"},
+        {"train:\n  batchsize: 8\n", "unknown key 'train.batchsize'", "did you mean 'train.batch_size'?"},
+        {"train:\n  decay: 0.5\n", "unknown key 'train.decay'", "did you mean 'quantizer.decay'?"},
+        {"train:\n  learning_rate: 1\n", "unknown key 'train.learning_rate'", "valid keys in section 'train': batch_size, steps, lr"},
+        {"trian:\n  lr: 1\n", "unknown section 'trian'", "line 1; did you mean 'train'?"},
+        {"optimizer:\n  lr: 1\n", "unknown section 'optimizer'", "sections are model, quantizer, data"},
+        {"lr: 1\n", "unknown section 'lr'", "did you mean 'train.lr'"},
+        {"train.lr: 1\n", "unknown section 'train.lr'", "nested"},
+        {"train:\n  batch_size: abc\n", "train.batch_size must be an integer, got 'abc'", "line 2"},
+        {"train:\n  batch_size: 12abc\n", "train.batch_size must be an integer, got '12abc'", NULL},
+        {"train:\n  batch_size: 1.5\n", "train.batch_size must be an integer, got '1.5'", NULL},
+        {"train:\n  steps: 1e5\n", "train.steps must be an integer, got '1e5'", NULL},
+        {"train:\n  lr: fast\n", "train.lr must be a number", "got 'fast'"},
+        {"train:\n  lr: 1e-3x\n", "train.lr must be a number", "got '1e-3x'"},
+        {"train:\n  lr:\n", "train.lr must be a number", "got an empty value"},
+        {"train:\n  lr: 1e50\n", "train.lr must be a finite number", "'1e50'"},
+        {"train:\n  lr: nan\n", "train.lr must be a finite number", NULL},
+        {"train:\n  seed: -1\n", "train.seed must be a non-negative integer", "'-1'"},
+        {"train:\n  seed: 18446744073709551616\n", "train.seed must be an integer in [0, 18446744073709551615]", NULL},
+        {"train:\n  batch_size: 0\n", "train.batch_size must be >= 1, got 0", "line 2"},
+        {"train:\n  batch_size: 99999999999\n", "train.batch_size must be <= 1048576", NULL},
+        {"train:\n  steps: 99999999999999999999\n", "train.steps must be an integer in [", NULL},
+        {"train:\n  lr: 0\n", "train.lr must be > 0, got 0", NULL},
+        {"quantizer:\n  decay: 1\n", "quantizer.decay must be < 1, got 1", NULL},
+        {"quantizer:\n  decay: -0.5\n", "quantizer.decay must be >= 0, got -0.5", NULL},
+        {"model:\n  num_residual_layers: 9\n", "model.num_residual_layers must be <= 8, got 9", NULL},
+        {"log:\n  usage_window: 0\n", "log.usage_window must be >= 1, got 0", NULL},
+        {"quantizer:\n  type: emma\n", "quantizer.type must be one of [ema, vq], got 'emma'", "did you mean 'ema'?"},
+        {"data:\n  dataset: cifar\n", "[fashion_mnist, mnist, cifar10, synthetic]", "did you mean 'cifar10'?"},
+        {"model:\n  arch: unet\n", "model.arch must be one of [resnet], got 'unet'", NULL},
+        {"train:\n  deterministic: maybe\n", "train.deterministic must be true or false", "got 'maybe'"},
+        {"train:\n  cuda_graph: 2\n", "train.cuda_graph must be true or false", "got '2'"},
+        {"train:\n  lr: 1e-3\n  steps: 5\n  lr: 2e-3\n", "duplicate key 'train.lr'", "line 4 (already set at line 2)"},
+        {"train:\n  lr: 1\nmodel:\n  arch: resnet\ntrain:\n  steps: 3\n", "duplicate section 'train'", "line 5"},
+        {"train:\n  lr: [1, 2]\n", "train.lr must be a single value (a number), got a list", "line 2"},
+        {"model:\n  num_hiddens:\n    a: 1\n", "model.num_hiddens must be a single value", "got a mapping"},
+        {"train:\n  lr: &x 1\n  eps: *x\n", "train.eps must be a single value", "alias"},
+        {"train: 5\n", "section 'train'", "got '5'"},
+        {"train:\n  - lr\n", "section 'train'", "got a list"},
+        {"- train\n", "expected sections like 'train:'", "got a list"},
+        {"just text\n", "expected sections like 'train:'", "got 'just text'"},
+        {"train:\n  lr: 1\n steps: 2\n", "YAML syntax error in ", "line 3, column 2"},
+        {"train:\n\tlr: 1\n", "YAML syntax error in ", "line 2, column 1: found character that cannot start any token"},
+        {"train:\n\tlr: 1\n", "tabs", NULL},
+        {"train:\n  lr: \"abc\n", "YAML syntax error in ", "quoted scalar"},
+        {"train:\n  lr: 1\n  steps: 2\n  ]\n", "YAML syntax error in ", "line 4, column 3"},
+        {"train:\n  lr: 1\n---\ntrain:\n  lr: 2\n", "second YAML document", "line 3"},
+        {"data:\n  path: \"\xc3\x28\"\n", "line 2", "UTF-8"},
+        {long_path, "data.path is too long (600 bytes, at most 511)", "line 2"},
+    };
+    int ncases = (int)(sizeof cases / sizeof cases[0]);
+    char dir[] = "/tmp/test_io_config.XXXXXX";
+    CHECK(mkdtemp(dir), "mkdtemp failed");
+    Config sentinel, cfg;
+    config_defaults(&sentinel);
+    sentinel.steps = 4242;  // a load that fails must not touch the config
+    for (int i = 0; i < ncases; i++) {
+        char path[256], what[300], err[ERR_LEN] = "";
+        snprintf(path, sizeof path, "%s/case%02d.yaml", dir, i);
+        write_file(path, cases[i].yaml);
+        memcpy(&cfg, &sentinel, sizeof cfg);
+        snprintf(what, sizeof what, "bad yaml %d (%.40s)", i, cases[i].yaml);
+        int rc = config_load_file(&cfg, path, err, sizeof err);
+        expect_error(c, rc, err, cases[i].want1, cases[i].want2, what);
+        EXPECT(c, strstr(err, path) != NULL, "%s: error \"%s\" does not name the file", what, err);
+        EXPECT(c, memcmp(&cfg, &sentinel, sizeof cfg) == 0, "%s: a failed load changed the config", what);
+        unlink(path);
+    }
+    // From a string the source name stands in for the file.
+    char err[ERR_LEN] = "";
+    int rc = config_load_string(&cfg, "train:\n  lrr: 1\n", "inline.yaml", err, sizeof err);
+    expect_error(c, rc, err, "unknown key 'train.lrr' in inline.yaml line 2; did you mean 'train.lr'?", NULL, "string");
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/missing.yaml", dir);
+    rc = config_load_file(&cfg, missing, err, sizeof err);
+    expect_error(c, rc, err, "cannot open", missing, "missing file");
+    rmdir(dir);
+}
+
+static void test_bad_overrides(TestCounts *c) {
+    static char long_value[700];
+    memset(long_value, 0, sizeof long_value);
+    strcpy(long_value, "data.path=");
+    memset(long_value + strlen(long_value), 'b', 512);
+    struct { const char *set, *want1, *want2; } cases[] = {
+        {"train.lr", "in command-line override 'train.lr': ", "expected section.key=value"},
+        {"train.lrr=1", "in command-line override 'train.lrr=1': unknown key 'train.lrr'", "did you mean 'train.lr'?"},
+        {"lr=1", "unknown key 'lr'", "did you mean 'train.lr'?"},
+        {"foo.bar=1", "unknown key 'foo.bar'", "sections are model, quantizer, data, train"},
+        {"=1", "unknown key ''", NULL},
+        {"train.lr=abc", "in command-line override 'train.lr=abc': train.lr must be a number", "got 'abc'"},
+        {"train.batch_size=0", "train.batch_size must be >= 1, got 0", NULL},
+        {"train.batch_size=", "train.batch_size must be an integer, got an empty value", NULL},
+        {"train.device=gpu", "train.device must be one of [auto, cpu, cuda], got 'gpu'", NULL},
+        {"train.cuda_graph=2", "train.cuda_graph must be true or false", NULL},
+        {long_value, "data.path is too long (512 bytes, at most 511)", NULL},
+    };
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+        Config cfg, before;
+        config_defaults(&cfg);
+        memcpy(&before, &cfg, sizeof cfg);
+        char err[ERR_LEN] = "", what[80];
+        snprintf(what, sizeof what, "override %.60s", cases[i].set);
+        int rc = config_apply_override(&cfg, cases[i].set, err, sizeof err);
+        expect_error(c, rc, err, cases[i].want1, cases[i].want2, what);
+        EXPECT(c, memcmp(&cfg, &before, sizeof cfg) == 0, "%s: a failed override changed the config", what);
+    }
+}
+
+// Values the parser cannot produce but code can: config_validate repeats the per-key checks.
+static void zero_batch(Config *c) { c->batch_size = 0; }
+static void decay_one(Config *c) { c->decay = 1.0f; }
+static void zero_window(Config *c) { c->usage_window = 0; }
+static void zero_keep(Config *c) { c->checkpoint_keep = 0; }
+static void arch_small(Config *c) { snprintf(c->arch, sizeof c->arch, "small"); }
+static void lr_nan(Config *c) { c->lr = NAN; }
+
+static void test_validate(TestCounts *c) {
+    struct { const char *sets[3]; void (*mutate)(Config *); const char *want; } cases[] = {
+        {{"model.num_hiddens=127"}, NULL, "model.num_hiddens must be even"},
+        {{"data.dataset=synthetic", "data.image_size=30"}, NULL, "data.image_size must be divisible by 4"},
+        {{"data.dataset=synthetic", "data.synthetic_count=4", "train.batch_size=8"}, NULL,
+         "data.synthetic_count (4) must be >= train.batch_size (8)"},
+        {{"data.dataset=mnist", "data.path="}, NULL, "data.path is empty"},
+        {{"checkpoint.dir="}, NULL, "checkpoint.dir is empty"},
+        {{"dist.backend=nccl", "train.device=cpu"}, NULL, "dist.backend nccl needs GPUs but train.device is cpu"},
+        {{NULL}, zero_batch, "train.batch_size must be >= 1, got 0"},
+        {{NULL}, decay_one, "quantizer.decay must be < 1, got 1"},
+        {{NULL}, zero_window, "log.usage_window must be >= 1, got 0"},
+        {{NULL}, zero_keep, "checkpoint.keep must be >= 1, got 0"},
+        {{NULL}, arch_small, "model.arch must be one of [resnet], got 'small'"},
+        {{NULL}, lr_nan, "train.lr must be a finite number"},
+    };
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+        Config cfg;
+        config_defaults(&cfg);
+        char err[ERR_LEN] = "", what[80];
+        snprintf(what, sizeof what, "validate case %d", i);
+        for (int j = 0; j < 3 && cases[i].sets[j]; j++)
+            EXPECT(c, config_apply_override(&cfg, cases[i].sets[j], err, sizeof err) == 0, "%s: %s", what, err);
+        if (cases[i].mutate) cases[i].mutate(&cfg);
+        int rc = config_validate(&cfg, err, sizeof err);
+        expect_error(c, rc, err, cases[i].want, NULL, what);
+    }
+    // The neighbours of those failures are fine.
+    const char *fine[][3] = {
+        {"model.num_hiddens=126"}, {"data.dataset=synthetic", "data.image_size=28"},
+        {"data.dataset=synthetic", "data.synthetic_count=8", "train.batch_size=8"},
+        {"dist.backend=nccl", "train.device=cuda"}, {"data.dataset=synthetic", "data.path="},
+    };
+    for (int i = 0; i < 5; i++) {
+        Config cfg;
+        config_defaults(&cfg);
+        char err[ERR_LEN] = "";
+        for (int j = 0; j < 3 && fine[i][j]; j++)
+            EXPECT(c, config_apply_override(&cfg, fine[i][j], err, sizeof err) == 0, "%s", err);
+        EXPECT(c, config_validate(&cfg, err, sizeof err) == 0, "valid case %d (%s) refused: %s", i, fine[i][0], err);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--print-reference") == 0) {
+        config_print_reference(stdout);
+        return 0;
+    }
+    TestCounts c = {0, 0};
+    const char *source_dir = getenv("VQ_SOURCE_DIR");
+    EXPECT(&c, source_dir && *source_dir, "VQ_SOURCE_DIR is not set (ctest sets it; or export it to the repo root)");
+    test_defaults(&c);
+    test_overrides(&c);
+    test_round_trip(&c);
+    test_same_architecture(&c);
+    test_bad_yaml(&c);
+    test_bad_overrides(&c);
+    test_validate(&c);
+    if (source_dir && *source_dir) {
+        test_presets(&c, source_dir);
+        test_docs(&c, source_dir);
+    }
+    return test_finish("test_io_config", &c);
+}
