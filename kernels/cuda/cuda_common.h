@@ -1,0 +1,166 @@
+// cuda_common.h: shared by the CUDA backend's .cu files (C++ only). Check macros, the backend
+// state that lives in ctx->backend, launch helpers, deterministic reduction helpers, and the
+// functions each file contributes to the cuda_ops table (cuda_context.cu gathers them).
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "../../src/core/common.h"
+#include "../ops.h"
+}
+#include "cuda_api.h"
+
+// ---- checks: print the call, where, and the library's own words; then exit -------------------
+#define CUDA_CHECK(call)                                                                          \
+    do {                                                                                          \
+        cudaError_t cuda_err_ = (call);                                                           \
+        if (cuda_err_ != cudaSuccess)                                                             \
+            fatal_at(__FILE__, __LINE__, "%s failed: %s: %s", #call, cudaGetErrorName(cuda_err_),  \
+                     cudaGetErrorString(cuda_err_));                                              \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                        \
+    do {                                                                                          \
+        cublasStatus_t cublas_status_ = (call);                                                   \
+        if (cublas_status_ != CUBLAS_STATUS_SUCCESS)                                              \
+            fatal_at(__FILE__, __LINE__, "%s failed: %s: %s", #call,                              \
+                     cublasGetStatusName(cublas_status_), cublasGetStatusString(cublas_status_)); \
+    } while (0)
+
+// cudnnGetLastErrorString (cuDNN 9) says which parameter was wrong; worth the extra line.
+#define CUDNN_CHECK(call)                                                                         \
+    do {                                                                                          \
+        cudnnStatus_t cudnn_status_ = (call);                                                     \
+        if (cudnn_status_ != CUDNN_STATUS_SUCCESS) {                                              \
+            char cudnn_detail_[512];                                                              \
+            cudnnGetLastErrorString(cudnn_detail_, sizeof cudnn_detail_);                         \
+            fatal_at(__FILE__, __LINE__, "%s failed: %s (%s)", #call,                             \
+                     cudnnGetErrorString(cudnn_status_), cudnn_detail_);                          \
+        }                                                                                         \
+    } while (0)
+
+// ---- launch configuration --------------------------------------------------------------------
+enum {
+    CUDA_BLOCK = 256,            // threads per block of the elementwise and reduction kernels
+    CUDA_MAX_GRID = 1 << 16,     // grid-stride loops cover the rest
+    CUDA_REDUCE_BLOCKS = 1024,   // fixed first-pass block count of the two-pass reductions
+};
+
+static inline unsigned int cuda_grid(size_t n, int block) {
+    size_t g = (n + (size_t)block - 1) / (size_t)block;
+    if (g > CUDA_MAX_GRID) g = CUDA_MAX_GRID;
+    if (g == 0) g = 1;   // a zero-block launch is an error; the kernels' loops handle n = 0
+    return (unsigned int)g;
+}
+
+// ---- backend state ---------------------------------------------------------------------------
+// One cuDNN plan per distinct ConvShape. The cuDNN convolution is described in its own terms:
+// x (its input), w (filter [K, C, k, k]) and y (its output). For Conv2d, x = layer input and
+// y = layer output. For ConvTranspose2d, the layer is the adjoint of a Conv2d, so x = layer
+// output and y = layer input (see cuda_conv.cu).
+typedef struct {
+    ConvShape shape;                              // plan field ignored; used to share plans
+    cudnnTensorDescriptor_t x_desc, y_desc;
+    cudnnFilterDescriptor_t w_desc;
+    // One convolution descriptor per direction, because each carries the math type of the
+    // algorithm chosen for that direction.
+    cudnnConvolutionDescriptor_t fwd_conv, bwd_data_conv, bwd_filter_conv;
+    cudnnConvolutionFwdAlgo_t fwd_algo;
+    cudnnConvolutionBwdDataAlgo_t bwd_data_algo;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo;
+    size_t fwd_workspace, bwd_data_workspace, bwd_filter_workspace;
+    size_t workspace_bytes;                       // max over the three directions
+} ConvPlan;
+
+typedef struct {
+    cudaStream_t stream;          // non-blocking; every op of the context runs on it
+    cublasHandle_t cublas;        // bound to stream, with its own workspace (graph capture safe)
+    void *cublas_workspace;
+    size_t cublas_workspace_bytes;
+    cudnnHandle_t cudnn;          // bound to stream
+    cudaDeviceProp props;
+    Precision conv_precision;     // effective precision of the convolutions (bf16 falls back to tf32)
+    int deterministic;
+    ConvPlan *plans;
+    int plan_count, plan_capacity;
+    double *partials;             // CUDA_REDUCE_BLOCKS doubles: first pass of the reductions
+} CudaBackend;
+
+static inline CudaBackend *cuda_backend(OpsContext *ctx) { return (CudaBackend *)ctx->backend; }
+static inline cudaStream_t cuda_stream(OpsContext *ctx) { return cuda_backend(ctx)->stream; }
+
+// ---- deterministic reductions (device) -------------------------------------------------------
+// The xor butterfly leaves the same bits in every lane (each step adds the same two values in
+// either order), and the order never depends on timing, so results are run-to-run identical.
+template <typename T>
+static __device__ __forceinline__ T warp_reduce_sum(T v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); the result is in every thread.
+// May be called several times in one kernel: the leading barrier protects warp_sums.
+template <typename T>
+static __device__ __forceinline__ T block_reduce_sum(T v) {
+    __shared__ T warp_sums[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    v = warp_reduce_sum(v);
+    __syncthreads();
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    v = lane < warps ? warp_sums[lane] : (T)0;
+    return warp_reduce_sum(v);
+}
+
+// ---- the ops of each file --------------------------------------------------------------------
+// cuda_context.cu: memory and workspace
+void *cuda_alloc(OpsContext *ctx, size_t bytes);
+void cuda_release(OpsContext *ctx, void *ptr);
+void cuda_to_device(OpsContext *ctx, void *dst, const void *src_host, size_t bytes);
+void cuda_to_host(OpsContext *ctx, void *dst_host, const void *src, size_t bytes);
+void cuda_copy(OpsContext *ctx, void *dst, const void *src, size_t bytes);
+void cuda_synchronize(OpsContext *ctx);
+void cuda_reserve_workspace(OpsContext *ctx, size_t bytes);
+
+// cuda_conv.cu: cuDNN convolutions
+size_t cuda_conv_prepare(OpsContext *ctx, ConvShape *s);
+void cuda_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight,
+                       const float *bias, float *out);
+void cuda_conv_backward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight,
+                        const float *dout, float *din, float *dweight, float *dbias);
+void cuda_conv_destroy_plans(CudaBackend *b);
+
+// cuda_elementwise.cu
+void cuda_relu_forward(OpsContext *ctx, const float *x, float *y, size_t n);
+void cuda_relu_backward(OpsContext *ctx, const float *y, const float *dy, float *dx, size_t n);
+void cuda_add(OpsContext *ctx, const float *a, const float *b, float *out, size_t n);
+void cuda_scale(OpsContext *ctx, float *x, float alpha, size_t n);
+void cuda_fill(OpsContext *ctx, float *x, float value, size_t n);
+void cuda_nchw_to_nhwc(OpsContext *ctx, const float *in, float *out, int n, int c, int hw);
+void cuda_nhwc_to_nchw(OpsContext *ctx, const float *in, float *out, int n, int c, int hw);
+void cuda_mse_forward(OpsContext *ctx, const float *pred, const float *target, size_t n, float *out);
+void cuda_mse_backward(OpsContext *ctx, const float *pred, const float *target, size_t n, float scale,
+                       int accumulate, float *dpred);
+void cuda_sum_squares(OpsContext *ctx, const float *x, size_t n, float *out);
+
+// cuda_quantizer.cu
+size_t cuda_vq_workspace_bytes(OpsContext *ctx, int m, int k, int d);
+void cuda_vq_nearest(OpsContext *ctx, const float *z, const float *codebook, int m, int k, int d,
+                     int32_t *codes);
+void cuda_vq_gather(OpsContext *ctx, const float *codebook, const int32_t *codes, int m, int d, float *out);
+void cuda_vq_code_stats(OpsContext *ctx, const float *z, const int32_t *codes, int m, int k, int d,
+                        float *counts, float *sums);
+void cuda_vq_codebook_grad(OpsContext *ctx, const float *codebook, const float *counts, const float *sums,
+                           int k, int d, float scale, float *dcodebook);
+void cuda_ema_update(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *counts,
+                     const float *sums, int k, int d, float decay, float epsilon);
+
+// cuda_adam.cu
+void cuda_adam_update(OpsContext *ctx, float *params, const float *grads, float *exp_avg, float *exp_avg_sq,
+                      size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, long step);
+
+extern "C" const Ops cuda_ops;

@@ -1,0 +1,186 @@
+// cuda_context.cu: the CUDA backend's context (device, stream, cuBLAS and cuDNN handles),
+// memory, workspace and the cuda_ops table.
+//
+// Memory is plain cudaMalloc (never managed memory): allocations happen at start-up only, so the
+// allocator's speed does not matter, and plain device pointers work with NCCL, on any stream and
+// inside CUDA graphs. Everything else is ordered on the context's one stream.
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_common.h"
+
+// cuBLAS's recommended workspace for Hopper. Giving it one up front means cuBLAS never allocates
+// while a step runs (which also keeps the step capturable in a CUDA graph).
+static const size_t CUBLAS_WORKSPACE_BYTES = (size_t)32 << 20;
+
+extern "C" int cuda_backend_compiled(void) { return 1; }
+
+extern "C" int cuda_device_count(void) {
+    // Called on machines without a GPU or driver ("auto" device, GPU tests deciding to skip):
+    // any error only means "no usable GPU", so it is neither fatal nor printed.
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        (void)cudaGetLastError();   // clear it so that later calls do not report it
+        return 0;
+    }
+    return count;
+}
+
+extern "C" void *cuda_context_stream(OpsContext *ctx) {
+    CHECK(ctx && ctx->kind == BACKEND_CUDA && ctx->backend,
+          "cuda_context_stream called on a context that is not a CUDA context");
+    return (void *)cuda_stream(ctx);
+}
+
+// ---- memory ----------------------------------------------------------------------------------
+
+void *cuda_alloc(OpsContext *ctx, size_t bytes) {
+    void *p = NULL;
+    // A 0-byte request still returns a distinct pointer, as the CPU backend does.
+    cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
+    if (err != cudaSuccess) {
+        size_t free_bytes = 0, total_bytes = 0;
+        (void)cudaGetLastError();
+        (void)cudaMemGetInfo(&free_bytes, &total_bytes);
+        fatal("out of GPU memory allocating %zu bytes on GPU %d (%s; %zu of %zu MiB free); "
+              "lower train.batch_size", bytes, ctx->device_index, cudaGetErrorString(err),
+              free_bytes >> 20, total_bytes >> 20);
+    }
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda_stream(ctx)));
+    return p;
+}
+
+void cuda_release(OpsContext *ctx, void *ptr) {
+    if (!ptr) return;
+    // Work queued on the stream may still read the buffer.
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream(ctx)));
+    CUDA_CHECK(cudaFree(ptr));
+}
+
+// A pageable source may be reused as soon as this returns (CUDA stages pageable memory before
+// cudaMemcpyAsync returns); a pinned source must stay untouched until the stream reaches the copy.
+void cuda_to_device(OpsContext *ctx, void *dst, const void *src_host, size_t bytes) {
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, cuda_stream(ctx)));
+}
+
+void cuda_to_host(OpsContext *ctx, void *dst_host, const void *src, size_t bytes) {
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, cuda_stream(ctx)));
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream(ctx)));
+}
+
+// Unlike the CPU backend's memmove, overlapping (but different) ranges are not supported.
+void cuda_copy(OpsContext *ctx, void *dst, const void *src, size_t bytes) {
+    if (!bytes || dst == src) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_stream(ctx)));
+}
+
+void cuda_synchronize(OpsContext *ctx) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream(ctx))); }
+
+void cuda_reserve_workspace(OpsContext *ctx, size_t bytes) {
+    if (bytes <= ctx->workspace_bytes) return;
+    cuda_release(ctx, ctx->workspace);
+    ctx->workspace = cuda_alloc(ctx, bytes);
+    ctx->workspace_bytes = bytes;
+}
+
+// ---- the table -------------------------------------------------------------------------------
+
+const Ops cuda_ops = {
+    .name = "cuda",
+    .alloc = cuda_alloc,
+    .release = cuda_release,
+    .to_device = cuda_to_device,
+    .to_host = cuda_to_host,
+    .copy = cuda_copy,
+    .synchronize = cuda_synchronize,
+    .reserve_workspace = cuda_reserve_workspace,
+    .conv_prepare = cuda_conv_prepare,
+    .conv_forward = cuda_conv_forward,
+    .conv_backward = cuda_conv_backward,
+    .relu_forward = cuda_relu_forward,
+    .relu_backward = cuda_relu_backward,
+    .add = cuda_add,
+    .scale = cuda_scale,
+    .fill = cuda_fill,
+    .nchw_to_nhwc = cuda_nchw_to_nhwc,
+    .nhwc_to_nchw = cuda_nhwc_to_nchw,
+    .mse_forward = cuda_mse_forward,
+    .mse_backward = cuda_mse_backward,
+    .vq_workspace_bytes = cuda_vq_workspace_bytes,
+    .vq_nearest = cuda_vq_nearest,
+    .vq_gather = cuda_vq_gather,
+    .vq_code_stats = cuda_vq_code_stats,
+    .vq_codebook_grad = cuda_vq_codebook_grad,
+    .ema_update = cuda_ema_update,
+    .adam_update = cuda_adam_update,
+    .sum_squares = cuda_sum_squares,
+};
+
+// ---- context ---------------------------------------------------------------------------------
+
+extern "C" void cuda_context_init(OpsContext *ctx, int device_index, Precision precision, int deterministic) {
+    int count = cuda_device_count();
+    if (device_index < 0 || device_index >= count) {
+        const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+        fatal("GPU %d asked for, but %d GPU(s) are visible (CUDA_VISIBLE_DEVICES=%s); "
+              "use one rank per GPU or set train.device=cpu", device_index, count, visible ? visible : "unset");
+    }
+    CUDA_CHECK(cudaSetDevice(device_index));
+
+    CudaBackend *b = (CudaBackend *)xcalloc(1, sizeof *b);
+    CUDA_CHECK(cudaGetDeviceProperties(&b->props, device_index));
+    b->deterministic = deterministic;
+    b->conv_precision = precision;
+    if (precision == PRECISION_BF16) {
+        // Correctness first: bf16 convolutions are not implemented yet. Said once per process.
+        if (launcher_rank() == 0)
+            log_warn("precision bf16 is not implemented by the CUDA backend yet; the convolutions run "
+                     "in TF32 instead (the quantizer is fp32 either way)");
+        b->conv_precision = PRECISION_TF32;
+    }
+
+    CUDA_CHECK(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+
+    CUBLAS_CHECK(cublasCreate(&b->cublas));
+    CUBLAS_CHECK(cublasSetStream(b->cublas, b->stream));   // resets the workspace: set it after
+    b->cublas_workspace_bytes = CUBLAS_WORKSPACE_BYTES;
+    CUDA_CHECK(cudaMalloc(&b->cublas_workspace, b->cublas_workspace_bytes));
+    CUBLAS_CHECK(cublasSetWorkspace(b->cublas, b->cublas_workspace, b->cublas_workspace_bytes));
+    // TF32 for any cuBLAS call that allows it, unless fp32 was asked for. The quantizer's GEMM
+    // asks for CUBLAS_COMPUTE_32F_PEDANTIC itself, so it stays fp32 whatever this says.
+    CUBLAS_CHECK(cublasSetMathMode(b->cublas, b->conv_precision == PRECISION_FP32 ? CUBLAS_DEFAULT_MATH
+                                                                                    : CUBLAS_TF32_TENSOR_OP_MATH));
+
+    CUDNN_CHECK(cudnnCreate(&b->cudnn));
+    CUDNN_CHECK(cudnnSetStream(b->cudnn, b->stream));
+
+    CUDA_CHECK(cudaMalloc(&b->partials, CUDA_REDUCE_BLOCKS * sizeof(double)));
+
+    ctx->ops = &cuda_ops;
+    ctx->kind = BACKEND_CUDA;
+    ctx->precision = precision;
+    ctx->deterministic = deterministic;
+    ctx->device_index = device_index;
+    ctx->backend = b;
+    ctx->workspace = NULL;
+    ctx->workspace_bytes = 0;
+}
+
+extern "C" void cuda_context_destroy(OpsContext *ctx) {
+    CudaBackend *b = cuda_backend(ctx);
+    if (!b) return;
+    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    if (ctx->workspace) CUDA_CHECK(cudaFree(ctx->workspace));
+    ctx->workspace = NULL;
+    ctx->workspace_bytes = 0;
+    cuda_conv_destroy_plans(b);
+    CUDA_CHECK(cudaFree(b->partials));
+    CUDNN_CHECK(cudnnDestroy(b->cudnn));
+    CUBLAS_CHECK(cublasDestroy(b->cublas));
+    CUDA_CHECK(cudaFree(b->cublas_workspace));
+    CUDA_CHECK(cudaStreamDestroy(b->stream));
+    free(b);
+    ctx->backend = NULL;
+}
