@@ -8,7 +8,7 @@
 #include "../core/common.h"
 #include "../io/checkpoint.h"
 #include "../io/h5dump.h"
-#include "../io/png.h"
+#include "../io/image_png.h"
 #include "trainer.h"
 
 static void apply_overrides(Config *cfg, const CliArgs *args) {
