@@ -28,6 +28,16 @@ void dist_init(Dist *d, int *argc, char ***argv);
 // After the ops context exists: pick the communicator ("auto": NCCL on CUDA when world > 1, MPI
 // otherwise; "nccl" requires the CUDA backend).
 void dist_setup_comm(Dist *d, OpsContext *ctx, const char *backend, double timeout_s);
+// Start-up, after dist_setup_comm: the largest device buffer dist_allreduce / dist_broadcast will
+// be given, so the MPI backend on CUDA sizes its pinned host staging buffer once (it holds 4 Mi
+// floats by default; a larger call goes through in pieces). No effect on the other backends.
+void dist_reserve(Dist *d, size_t max_floats);
+// The inverse of dist_setup_comm (collective): frees the NCCL communicator and the pinned staging
+// buffer, which need the CUDA context alive, so call it before ops_context_destroy. Host
+// collectives keep working afterwards (MPI). dist_finalize calls it if it was not called.
+void dist_teardown_comm(Dist *d);
+// Collective: the last call of every rank (MPI_Finalize), so no rank exits before the others
+// are done (e.g. rank 0 writing the final checkpoint).
 void dist_finalize(Dist *d);
 // End every rank of the job now (MPI_Abort / ncclCommAbort); exits with code.
 __attribute__((noreturn)) void dist_abort(Dist *d, int code);

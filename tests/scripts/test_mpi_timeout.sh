@@ -54,7 +54,7 @@ check "np=2, rank 1 exits" any no 2 -- exit
 check "np=2, rank 1 hangs" 76 yes 2 -- hang
 check "np=4, rank 1 hangs" 76 yes 4 -- hang
 # Open MPI 4's switch to keep running after a failed rank (named differently in 5.x: skip there).
-if "$VQ_MPIEXEC" --version 2>&1 | grep -q "Open MPI) 4\."; then
+if "$VQ_MPIEXEC" --version 2>&1 | grep -Eq "\((Open MPI|OpenRTE)\) 4\."; then
     check "np=2, rank 1 exits, mpirun does not abort" 76 yes 2 --mca orte_abort_on_non_zero_status 0 -- exit
 else
     echo "note: not Open MPI 4: the 'mpirun does not abort' case is not run"

@@ -145,8 +145,8 @@ static void test_presets(TestCounts *c, const char *source_dir) {
 
     snprintf(path, sizeof path, "%s/smoke.yaml", dir);
     EXPECT(c, config_load_file(&cfg, path, err, sizeof err) == 0, "%s", err);
-    EXPECT(c, strcmp(cfg.dataset, "synthetic") == 0 && cfg.steps == 20 && cfg.batch_size == 8 && cfg.log_every == 5 &&
-                  cfg.num_hiddens == 16 && strcmp(cfg.checkpoint_dir, "runs/smoke") == 0,
+    EXPECT(c, strcmp(cfg.dataset, "synthetic") == 0 && cfg.steps == 20 && cfg.batch_size == 16 && cfg.log_every == 5 &&
+                  cfg.num_hiddens == 32 && strcmp(cfg.checkpoint_dir, "runs/smoke") == 0,
            "smoke: %s steps %lld batch %d log %d h %d dir %s", cfg.dataset, (long long)cfg.steps, cfg.batch_size,
            cfg.log_every, cfg.num_hiddens, cfg.checkpoint_dir);
 }

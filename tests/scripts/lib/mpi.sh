@@ -27,6 +27,7 @@ mpi_require_program() {
 }
 
 mpi_cmd() {
+    # shellcheck disable=SC2034  # used by the scripts that source this file
     MPI_CMD=("$VQ_MPIEXEC" "${MPI_FLAGS[@]}" -np "$1")
 }
 

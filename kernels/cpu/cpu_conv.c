@@ -1,0 +1,371 @@
+// cpu_conv.c: Conv2d and ConvTranspose2d on the CPU as im2col / col2im + OpenBLAS sgemm.
+//
+// Both kinds are one linear map seen from its two sides. The "grid" side is the tensor whose
+// pixels index the columns of the im2col matrix (Conv2d: the output; ConvTranspose2d: the input),
+// the "image" side is the other one (Conv2d: the input; ConvTranspose2d: the output). With
+//   col = im2col(image)   [image_c * k * k, grid_hw]
+//   W   = the weight      [grid_c, image_c * k * k]   (Conv2d OIHW and ConvTranspose2d IOHW are
+//                                                      both exactly this row-major matrix)
+// every product the two kinds need is one of three gemms:
+//   gather:   grid  = W col                 Conv2d forward,  ConvTranspose2d backward-data
+//   scatter:  image = col2im(W^T grid)      Conv2d backward-data,  ConvTranspose2d forward
+//   dweight:  dW    = grid col^T            both (with dout in place of the output side)
+//
+// Batching: at 8x8 a per-image gemm has only 64 columns, too few to keep two cores' worth of
+// OpenBLAS busy, so `chunk` images go through one gemm with chunk * grid_hw columns: their im2col
+// blocks side by side, and the grid-side tensor packed from NCHW [chunk][c][hw] into
+// [c][chunk * hw] (and unpacked afterwards). The chunk is a pure function of the shape, so prepare
+// and forward/backward agree without any state, and results do not depend on the workspace size.
+//
+// Threads: only OpenBLAS's pool; the copies here are single-threaded loops.
+#include <cblas.h>
+#include <string.h>
+
+#include "../../src/core/common.h"
+#include "cpu_internal.h"
+
+// Aim for at least this many gemm columns per call (chunk * grid_hw). Measured with
+// bench/bench_cpu_conv.c (CIFAR layers, batch 32, 1 and 2 threads): one image per gemm (64 columns
+// at 8x8) is ~10% slower in sum; 512 to 4096 are within noise of each other; 1024 was best.
+#ifndef CONV_TARGET_COLUMNS
+#define CONV_TARGET_COLUMNS 1024
+#endif
+// Upper bound on one layer's workspace: the chunk shrinks until it fits.
+#ifndef CONV_WORKSPACE_BUDGET
+#define CONV_WORKSPACE_BUDGET ((size_t)64 << 20)
+#endif
+
+typedef struct {
+    int grid_c, grid_h, grid_w;
+    int image_c, image_h, image_w;
+    int k, stride, pad;
+    int rows;          // image_c * k * k: rows of col, columns of W
+    int grid_hw;       // columns of col per image
+    int batch, chunk;  // images per gemm
+    int pointwise;     // 1x1, stride 1, pad 0: col is the image itself
+    int phase_h, phase_w;   // size of one phase of the split plane (see split_plane)
+} ConvGeom;
+
+// The workspace, carved into the col matrix [rows, chunk * grid_hw], the packed grid-side matrix
+// [grid_c, chunk * grid_hw] and one split image plane (see split_plane).
+typedef struct {
+    float *col, *packed, *split;
+} ConvScratch;
+
+enum { SCRATCH_ALIGN_FLOATS = 16 };   // keep every part 64-byte aligned
+
+static size_t round_up_floats(size_t n) {
+    return (n + SCRATCH_ALIGN_FLOATS - 1) / SCRATCH_ALIGN_FLOATS * SCRATCH_ALIGN_FLOATS;
+}
+
+static size_t conv_workspace_floats(const ConvGeom *g, int chunk) {
+    size_t columns = (size_t)chunk * (size_t)g->grid_hw;
+    size_t split = (size_t)g->stride * (size_t)g->stride * (size_t)g->phase_h * (size_t)g->phase_w;
+    return round_up_floats((size_t)g->rows * columns) + round_up_floats((size_t)g->grid_c * columns) +
+           round_up_floats(split);
+}
+
+static ConvGeom conv_geom(const ConvShape *s) {
+    CHECK(s->batch > 0 && s->in_channels > 0 && s->out_channels > 0 && s->kernel > 0 && s->stride > 0 && s->pad >= 0,
+          "bad convolution shape (batch %d, channels %d->%d, kernel %d, stride %d, pad %d); build it with conv_shape()",
+          s->batch, s->in_channels, s->out_channels, s->kernel, s->stride, s->pad);
+    ConvGeom g;
+    if (s->transposed) {
+        g.grid_c = s->in_channels, g.grid_h = s->in_height, g.grid_w = s->in_width;
+        g.image_c = s->out_channels, g.image_h = s->out_height, g.image_w = s->out_width;
+    } else {
+        g.grid_c = s->out_channels, g.grid_h = s->out_height, g.grid_w = s->out_width;
+        g.image_c = s->in_channels, g.image_h = s->in_height, g.image_w = s->in_width;
+    }
+    g.k = s->kernel, g.stride = s->stride, g.pad = s->pad;
+    // The grid must be exactly what a Conv2d over the image produces (conv_shape() guarantees it).
+    CHECK(g.grid_h == (g.image_h + 2 * g.pad - g.k) / g.stride + 1 && g.grid_w == (g.image_w + 2 * g.pad - g.k) / g.stride + 1,
+          "inconsistent convolution shape %dx%d -> %dx%d (kernel %d, stride %d, pad %d, transposed %d); "
+          "build it with conv_shape()", s->in_height, s->in_width, s->out_height, s->out_width, s->kernel, s->stride,
+          s->pad, s->transposed);
+    g.rows = g.image_c * g.k * g.k;
+    g.grid_hw = g.grid_h * g.grid_w;
+    g.batch = s->batch;
+    g.pointwise = g.k == 1 && g.stride == 1 && g.pad == 0;
+    g.phase_h = (g.image_h + 2 * g.pad + g.stride - 1) / g.stride;
+    g.phase_w = (g.image_w + 2 * g.pad + g.stride - 1) / g.stride;
+
+    int chunk = (CONV_TARGET_COLUMNS + g.grid_hw - 1) / g.grid_hw;
+    if (chunk > g.batch) chunk = g.batch;
+    while (chunk > 1 && conv_workspace_floats(&g, chunk) * sizeof(float) > CONV_WORKSPACE_BUDGET) chunk--;
+    // Even out the chunks (32 images at 12 per chunk would be 12 12 8; make it 11 11 10).
+    int nchunks = (g.batch + chunk - 1) / chunk;
+    g.chunk = (g.batch + nchunks - 1) / nchunks;
+    return g;
+}
+
+// im2col and col2im work on one image plane at a time, rearranged so that their inner loops are
+// plain stride-1 runs with no bounds tests: the plane with its zero border of `pad` pixels
+// (hp x wp), split into stride x stride phase planes of phase_h x phase_w, phase (py, px) holding the
+// padded pixels (y, x) with y % stride = py and x % stride = px at (y / stride, x / stride). Kernel
+// tap (ki, kj) at grid pixel (oh, ow) reads padded pixel (oh stride + ki, ow stride + kj), which is
+// pixel (oh + ki / stride, ow + kj / stride) of phase (ki % stride, kj % stride). Stride 1 and pad 0
+// need no split at all.
+static int needs_split(const ConvGeom *g) { return g->stride > 1 || g->pad > 0; }
+
+static const float *phase_plane(const ConvGeom *g, const float *split, int ki, int kj) {
+    int s = g->stride;
+    return split + (size_t)((ki % s) * s + kj % s) * (size_t)g->phase_h * (size_t)g->phase_w +
+           (size_t)(ki / s) * (size_t)g->phase_w + (size_t)(kj / s);
+}
+
+// split = the plane src, padded and split into phases.
+static void split_plane(const ConvGeom *g, const float *src, float *split) {
+    int s = g->stride, p = g->pad, pw = g->phase_w;
+    memset(split, 0, (size_t)s * (size_t)s * (size_t)g->phase_h * (size_t)pw * sizeof(float));
+    for (int y = 0; y < g->image_h; y++) {
+        const float *srow = src + (size_t)y * (size_t)g->image_w;
+        for (int px = 0; px < s; px++) {
+            // image columns x with (x + p) % s == px, landing at column (x + p) / s of the phase
+            int x0 = ((px - p) % s + s) % s;
+            float *drow = split + (size_t)(((y + p) % s) * s + px) * (size_t)g->phase_h * (size_t)pw +
+                          (size_t)((y + p) / s) * (size_t)pw + (size_t)((x0 + p) / s);
+            for (int x = x0, xx = 0; x < g->image_w; x += s, xx++) drow[xx] = srow[x];
+        }
+    }
+}
+
+// The inverse of split_plane for the interior: dst = interior of the split plane + v.
+static void merge_plane(const ConvGeom *g, const float *split, float v, float *dst) {
+    int s = g->stride, p = g->pad, pw = g->phase_w;
+    for (int y = 0; y < g->image_h; y++) {
+        float *drow = dst + (size_t)y * (size_t)g->image_w;
+        for (int px = 0; px < s; px++) {
+            int x0 = ((px - p) % s + s) % s;
+            const float *srow = split + (size_t)(((y + p) % s) * s + px) * (size_t)g->phase_h * (size_t)pw +
+                                (size_t)((y + p) / s) * (size_t)pw + (size_t)((x0 + p) / s);
+            for (int x = x0, xx = 0; x < g->image_w; x += s, xx++) drow[x] = srow[xx] + v;
+        }
+    }
+}
+
+// col[r][b * grid_hw + oh * grid_w + ow] = image[b][c][oh * stride - pad + ki][ow * stride - pad + kj]
+// (0 in the padding), r = (c * k + ki) * k + kj, for the nb images of the chunk. `split` is scratch
+// for one split plane.
+static void im2col(const ConvGeom *g, const float *image, int nb, float *col, float *split) {
+    size_t ld = (size_t)nb * (size_t)g->grid_hw, plane = (size_t)g->image_h * (size_t)g->image_w;
+    int k = g->k, gh = g->grid_h, gw = g->grid_w;
+    int pw = needs_split(g) ? g->phase_w : g->image_w;
+    for (int b = 0; b < nb; b++) {
+        for (int c = 0; c < g->image_c; c++) {
+            const float *src = image + ((size_t)b * (size_t)g->image_c + (size_t)c) * plane;
+            if (needs_split(g)) split_plane(g, src, split);
+            for (int ki = 0; ki < k; ki++) {
+                for (int kj = 0; kj < k; kj++) {
+                    float *restrict dst = col + (size_t)((c * k + ki) * k + kj) * ld + (size_t)b * (size_t)g->grid_hw;
+                    const float *restrict from = needs_split(g) ? phase_plane(g, split, ki, kj)
+                                                                : src + (size_t)ki * pw + kj;
+                    for (int oh = 0; oh < gh; oh++, dst += gw, from += pw)
+                        for (int ow = 0; ow < gw; ow++) dst[ow] = from[ow];
+                }
+            }
+        }
+    }
+}
+
+// The adjoint of im2col: image[b][c][y][x] = init[c] + the sum of the col entries that im2col took
+// from pixel (y, x) (init is the bias, or NULL for 0). Overwrites the nb images. The sums go into
+// the split scratch plane (whose padding is then dropped), or straight into the image when no
+// split is needed.
+static void col2im(const ConvGeom *g, const float *col, const float *init, int nb, float *image, float *split) {
+    size_t ld = (size_t)nb * (size_t)g->grid_hw, plane = (size_t)g->image_h * (size_t)g->image_w;
+    int k = g->k, gh = g->grid_h, gw = g->grid_w;
+    int pw = needs_split(g) ? g->phase_w : g->image_w;
+    size_t split_size = (size_t)g->stride * (size_t)g->stride * (size_t)g->phase_h * (size_t)g->phase_w;
+    for (int b = 0; b < nb; b++) {
+        for (int c = 0; c < g->image_c; c++) {
+            float *dst = image + ((size_t)b * (size_t)g->image_c + (size_t)c) * plane;
+            float v = init ? init[c] : 0.0f;
+            if (needs_split(g)) {
+                memset(split, 0, split_size * sizeof(float));
+            } else {
+                for (size_t i = 0; i < plane; i++) dst[i] = v;
+            }
+            for (int ki = 0; ki < k; ki++) {
+                for (int kj = 0; kj < k; kj++) {
+                    const float *restrict src = col + (size_t)((c * k + ki) * k + kj) * ld + (size_t)b * (size_t)g->grid_hw;
+                    float *restrict to = needs_split(g) ? (float *)phase_plane(g, split, ki, kj)
+                                                        : dst + (size_t)ki * pw + kj;
+                    for (int oh = 0; oh < gh; oh++, src += gw, to += pw)
+                        for (int ow = 0; ow < gw; ow++) to[ow] += src[ow];
+                }
+            }
+            if (needs_split(g)) merge_plane(g, split, v, dst);
+        }
+    }
+}
+
+// packed[c][b * hw + p] = t[b][c][p]: the chunk's grid-side tensor as one [grid_c, nb * hw] matrix.
+static void pack_grid(const ConvGeom *g, const float *t, int nb, float *packed) {
+    size_t hw = (size_t)g->grid_hw, ld = (size_t)nb * hw;
+    for (int b = 0; b < nb; b++)
+        for (int c = 0; c < g->grid_c; c++)
+            memcpy(packed + (size_t)c * ld + (size_t)b * hw, t + ((size_t)b * (size_t)g->grid_c + (size_t)c) * hw,
+                   hw * sizeof(float));
+}
+
+// The inverse of pack_grid, adding bias[c] when bias is not NULL.
+static void unpack_grid(const ConvGeom *g, const float *packed, const float *bias, int nb, float *t) {
+    size_t hw = (size_t)g->grid_hw, ld = (size_t)nb * hw;
+    for (int b = 0; b < nb; b++) {
+        for (int c = 0; c < g->grid_c; c++) {
+            const float *src = packed + (size_t)c * ld + (size_t)b * hw;
+            float *dst = t + ((size_t)b * (size_t)g->grid_c + (size_t)c) * hw;
+            float v = bias ? bias[c] : 0.0f;
+            for (size_t p = 0; p < hw; p++) dst[p] = src[p] + v;
+        }
+    }
+}
+
+static void add_bias(const float *bias, int nb, int channels, size_t hw, float *t) {
+    for (int b = 0; b < nb; b++)
+        for (int c = 0; c < channels; c++) {
+            float *dst = t + ((size_t)b * (size_t)channels + (size_t)c) * hw;
+            for (size_t p = 0; p < hw; p++) dst[p] += bias[c];
+        }
+}
+
+static ConvScratch conv_scratch(OpsContext *ctx, const ConvGeom *g) {
+    size_t need = conv_workspace_floats(g, g->chunk) * sizeof(float);
+    CHECK(ctx->workspace_bytes >= need && (need == 0 || ctx->workspace),
+          "convolution workspace too small: this layer needs %zu bytes, the context has %zu; "
+          "reserve the maximum of conv_prepare() over all layers with reserve_workspace() at start-up",
+          need, ctx->workspace_bytes);
+    size_t columns = (size_t)g->chunk * (size_t)g->grid_hw;
+    ConvScratch w;
+    w.col = (float *)ctx->workspace;
+    w.packed = w.col + round_up_floats((size_t)g->rows * columns);
+    w.split = w.packed + round_up_floats((size_t)g->grid_c * columns);
+    return w;
+}
+
+size_t cpu_conv_prepare(OpsContext *ctx, ConvShape *s) {
+    (void)ctx;
+    ConvGeom g = conv_geom(s);
+    s->plan = -1;
+    return conv_workspace_floats(&g, g.chunk) * sizeof(float);
+}
+
+// grid[nb] = W col_mat + bias for nb images, col_mat being im2col(image[nb]) (or the image itself
+// when pointwise). A single image's result goes straight into the NCHW tensor; a chunk's through
+// `packed` (which is overwritten).
+static void gather(const ConvGeom *g, const float *weight, const float *col_mat, const float *bias, int nb,
+                   float *grid, float *packed) {
+    int n = nb * g->grid_hw;
+    float *c_mat = nb == 1 ? grid : packed;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->grid_c, n, g->rows, 1.0f, weight, g->rows, col_mat, n,
+                0.0f, c_mat, n);
+    if (nb != 1) {
+        unpack_grid(g, packed, bias, nb, grid);
+    } else if (bias) {
+        add_bias(bias, 1, g->grid_c, (size_t)g->grid_hw, grid);
+    }
+}
+
+// im2col of nb images into col, or the image itself when the conv is pointwise and nb = 1.
+static const float *col_matrix(const ConvGeom *g, const float *image, int nb, const ConvScratch *w) {
+    if (g->pointwise && nb == 1) return image;
+    im2col(g, image, nb, w->col, w->split);
+    return w->col;
+}
+
+// image[nb] = col2im(W^T grid[nb]) + bias, nb images.
+static void scatter(const ConvGeom *g, const float *weight, const float *grid_packed, const float *bias, int nb,
+                    float *image, const ConvScratch *w) {
+    int n = nb * g->grid_hw;
+    if (g->pointwise && nb == 1) {   // col2im is the identity: write the gemm straight into the image
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->rows, n, g->grid_c, 1.0f, weight, g->rows, grid_packed,
+                    n, 0.0f, image, n);
+        if (bias) add_bias(bias, 1, g->image_c, (size_t)g->grid_hw, image);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->rows, n, g->grid_c, 1.0f, weight, g->rows, grid_packed, n,
+                0.0f, w->col, n);
+    col2im(g, w->col, bias, nb, image, w->split);
+}
+
+// The grid-side tensor of nb images as a [grid_c, nb * hw] matrix: itself when nb = 1.
+static const float *grid_matrix(const ConvGeom *g, const float *t, int nb, float *packed) {
+    if (nb == 1) return t;
+    pack_grid(g, t, nb, packed);
+    return packed;
+}
+
+void cpu_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight, const float *bias,
+                      float *out) {
+    ConvGeom g = conv_geom(s);
+    CHECK(!s->has_bias || bias, "convolution has a bias but none was passed");
+    if (!s->has_bias) bias = NULL;
+    ConvScratch w = conv_scratch(ctx, &g);
+    size_t in_image = (size_t)s->in_channels * (size_t)s->in_height * (size_t)s->in_width;
+    size_t out_image = (size_t)s->out_channels * (size_t)s->out_height * (size_t)s->out_width;
+    for (int n0 = 0; n0 < g.batch; n0 += g.chunk) {
+        int nb = g.batch - n0 < g.chunk ? g.batch - n0 : g.chunk;
+        const float *x = in + (size_t)n0 * in_image;
+        float *y = out + (size_t)n0 * out_image;
+        if (s->transposed) {
+            scatter(&g, weight, grid_matrix(&g, x, nb, w.packed), bias, nb, y, &w);
+        } else {
+            gather(&g, weight, col_matrix(&g, x, nb, &w), bias, nb, y, w.packed);
+        }
+    }
+}
+
+// dbias[c] = sum of dout over batch and pixels, in double with DBIAS_LANES independent partial
+// sums: a fixed order (bit-reproducible) that still vectorizes.
+enum { DBIAS_LANES = 8 };
+
+static void bias_grad(const ConvShape *s, const float *dout, float *dbias) {
+    size_t hw = (size_t)s->out_height * (size_t)s->out_width;
+    for (int c = 0; c < s->out_channels; c++) {
+        double lanes[DBIAS_LANES] = {0};
+        for (int b = 0; b < s->batch; b++) {
+            const float *p = dout + ((size_t)b * (size_t)s->out_channels + (size_t)c) * hw;
+            size_t i = 0;
+            for (; i + DBIAS_LANES <= hw; i += DBIAS_LANES)
+                for (int l = 0; l < DBIAS_LANES; l++) lanes[l] += p[i + l];
+            for (; i < hw; i++) lanes[i % DBIAS_LANES] += p[i];
+        }
+        double sum = 0.0;
+        for (int l = 0; l < DBIAS_LANES; l++) sum += lanes[l];
+        dbias[c] = (float)sum;
+    }
+}
+
+// Per chunk: col = im2col(image side), P = grid side as a matrix; dW (+)= P col^T; then the data
+// gradient from the same two matrices: Conv2d din = col2im(W^T P) (P is dout), ConvTranspose2d
+// din = W col (col is im2col(dout)).
+void cpu_conv_backward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight, const float *dout,
+                       float *din, float *dweight, float *dbias) {
+    ConvGeom g = conv_geom(s);
+    CHECK(!s->has_bias || dbias, "convolution has a bias but no dbias was passed");
+    ConvScratch w = conv_scratch(ctx, &g);
+    size_t in_image = (size_t)s->in_channels * (size_t)s->in_height * (size_t)s->in_width;
+    size_t out_image = (size_t)s->out_channels * (size_t)s->out_height * (size_t)s->out_width;
+    for (int n0 = 0; n0 < g.batch; n0 += g.chunk) {
+        int nb = g.batch - n0 < g.chunk ? g.batch - n0 : g.chunk;
+        int n = nb * g.grid_hw;
+        const float *x = in + (size_t)n0 * in_image;
+        const float *dy = dout + (size_t)n0 * out_image;
+        const float *image_side = s->transposed ? dy : x;
+        const float *grid_side = s->transposed ? x : dy;
+        const float *col_mat = col_matrix(&g, image_side, nb, &w);
+        const float *p_mat = grid_matrix(&g, grid_side, nb, w.packed);
+        // The first chunk overwrites dweight, the others accumulate into it.
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.grid_c, g.rows, n, 1.0f, p_mat, n, col_mat, n,
+                    n0 == 0 ? 0.0f : 1.0f, dweight, g.rows);
+        if (!din) continue;
+        float *dx = din + (size_t)n0 * in_image;
+        if (s->transposed) {
+            gather(&g, weight, col_mat, NULL, nb, dx, w.packed);   // packed (x) is no longer needed
+        } else {
+            scatter(&g, weight, p_mat, NULL, nb, dx, &w);
+        }
+    }
+    if (dbias) bias_grad(s, dout, dbias);
+}

@@ -1,0 +1,276 @@
+"""Parity of one training step between vqvae_dist (C) and the PyTorch reference model.
+
+For each case, `$VQVAE_BIN debug-step --config configs/smoke.yaml --out DIR [key=value ...]` writes
+DIR/before.h5 (the step-0 checkpoint), DIR/batch.h5 (the batch), DIR/step.h5 (loss terms, codes and
+gradients of the forward on that batch) and DIR/after.h5 (the checkpoint after one step). This test
+loads before.h5 into the reference model (strict), runs the same forward/backward and one
+torch.optim.Adam step, and compares everything with max|a - b| / max|b| per tensor.
+Exit 77 (SKIP) when the binary is missing or does not know debug-step yet. To see it run (and fail)
+without the C program: VQVAE_BIN=tests/reference/fake_debug_step.py [FAKE_BREAK=...] python3 <this>.
+
+The C program runs on the CPU (train.device=cpu), so the result does not depend on whether a GPU is
+visible; VQ_PARITY_DEVICE=cuda runs it on the GPU instead, in fp32 and deterministic mode.
+"""
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'reference'))
+import vqvae_reference as ref  # noqa: E402
+
+TOL = 1e-4          # relative error per tensor (max|a-b| / max|b|)
+# Adam's first step moves each parameter by lr g / (|g| + eps) (g including wd p): where |g| is near
+# eps, it amplifies a difference in g by up to lr / eps. Elements with |g + wd p| < ILL_CONDITIONED
+# x eps are therefore left out of the parameter checks (their gradients and moments are still
+# checked): end to end, g differs by the gradients' rounding (measured: a g + wd p of 1.5e-8 turned
+# a 1e-6 relative gradient difference into 7e-5 of max|p|); from the same gradients, only g + wd p
+# is rounded differently (FMA or not), so without weight decay nothing is left out there.
+ILL_CONDITIONED = 100
+# The Adam update alone (after - before, from the same gradients) is the difference of two float32
+# numbers of size |p|, so it carries about ulp(max|p|) / lr = 1e-5..1e-4 of rounding; 1e-3 still
+# catches a missing bias correction or eps inside the bias correction.
+UPDATE_TOL = 1e-3
+TIE_WINDOW = 1e-5   # a code mismatch is a near-tie when the distance gap <= this x (|z|^2 + |e|^2)
+# the second configuration: more residual layers, one channel, weight decay, and the notebook's
+# codebook init (N(0,1), EMA sizes 0), whose unused codes exercise the EMA's Laplace smoothing
+SECOND = ['model.num_residual_layers=2', 'data.channels=1', 'train.batch_size=4', 'train.weight_decay=0.01',
+          'quantizer.init=normal']
+# (name, quantizer.type, more overrides)
+CASES = [('ema', 'ema', []), ('vq', 'vq', []), ('ema-2', 'ema', SECOND), ('vq-2', 'vq', SECOND)]
+
+RESULTS = {'passed': 0, 'failed': 0}
+WORST = []  # (case, category, key, rel err) for the summary
+
+
+class Skip(Exception):
+    pass
+
+
+def check(name, ok, detail=''):
+    RESULTS['passed' if ok else 'failed'] += 1
+    print(f"{'PASS' if ok else 'FAIL'}  {name}" + (f'  ({detail})' if detail else ''), flush=True)
+    return ok
+
+
+def rel_err(a, b):
+    a = np.asarray(a.detach() if torch.is_tensor(a) else a, dtype=np.float64)
+    b = np.asarray(b.detach() if torch.is_tensor(b) else b, dtype=np.float64)
+    if a.shape != b.shape:
+        return math.inf
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)) if b.size else 0.0
+
+
+def compare(case, category, key, got, want, tol=TOL, note=''):
+    """got: the reference's value, want: the C program's."""
+    err = rel_err(got, want)
+    WORST.append((case, category, key, err))
+    shapes = '' if np.shape(got) == np.shape(want) else f', shape {tuple(np.shape(got))} vs {tuple(np.shape(want))}'
+    return check(f'{case}: {category} {key}', err <= tol, f'rel err {err:.2e}{shapes}{note}')
+
+
+def _same(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-6)
+    return a == b
+
+
+def run_debug_step(binary, config, out_dir, overrides):
+    cmd = [binary, 'debug-step', '--config', config, '--out', out_dir] + overrides
+    print('$ ' + ' '.join(cmd), flush=True)
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return False, 'timed out after 600 s'
+    if proc.returncode != 0 and re.search(r'unknown\s+(sub)?command|not built yet', proc.stdout, re.I):
+        raise Skip(f'{binary} does not implement debug-step yet: {proc.stdout.strip()[-300:]}')
+    return proc.returncode == 0, proc.stdout
+
+
+def code_gaps(z, codebook, torch_codes, c_codes):
+    """For the rows where the codes differ: the distance gap d(C's code) - d(torch's code) in float64,
+    and that gap over the scale of the cancelling terms |z|^2 + |e|^2."""
+    rows = torch.nonzero(torch_codes != c_codes).flatten()
+    flat = z.detach().permute(0, 2, 3, 1).reshape(-1, codebook.shape[1])[rows].double()
+    E = codebook.detach().double()
+    d = torch.cdist(flat, E) ** 2
+    i = torch.arange(len(rows))
+    gap = d[i, c_codes[rows]] - d[i, torch_codes[rows]]
+    scale = (flat ** 2).sum(1) + (E[c_codes[rows]] ** 2).sum(1)
+    return gap, gap / scale
+
+
+def adam_step(model, grads, before_h5, cfg):
+    """One torch.optim.Adam step from the optimizer state in before.h5, with the given gradients."""
+    named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+    opt = torch.optim.Adam([p for _, p in named], lr=float(cfg['train.lr']),
+                           betas=(float(cfg['train.beta1']), float(cfg['train.beta2'])),
+                           eps=float(cfg['train.eps']), weight_decay=float(cfg['train.weight_decay']))
+    step = int(before_h5['optim'].attrs['step'])
+    for key, p in named:
+        p.grad = grads[key].clone()
+        opt.state[p] = {'step': torch.tensor(float(step)),
+                        'exp_avg': torch.from_numpy(np.asarray(before_h5[f'optim/{key}/exp_avg'], np.float32)),
+                        'exp_avg_sq': torch.from_numpy(np.asarray(before_h5[f'optim/{key}/exp_avg_sq'], np.float32))}
+    opt.step()
+    return {key: (p.detach(), opt.state[p]['exp_avg'], opt.state[p]['exp_avg_sq']) for key, p in named}
+
+
+def device_overrides():
+    device = os.environ.get('VQ_PARITY_DEVICE', 'cpu')
+    if device == 'cuda':
+        return ['train.device=cuda', 'train.precision=fp32', 'train.deterministic=true']
+    return [f'train.device={device}']
+
+
+def run_case(binary, source_dir, case, quantizer, extra):
+    overrides = [f'quantizer.type={quantizer}'] + extra + device_overrides()
+    print(f'\n=== {case}: ' + ' '.join(overrides), flush=True)
+    with tempfile.TemporaryDirectory(prefix='vq_parity_') as out_dir:
+        ok, output = run_debug_step(binary, os.path.join(source_dir, 'configs', 'smoke.yaml'), out_dir, overrides)
+        if not check(f'{case}: debug-step ran', ok, '' if ok else 'output:\n' + output[-3000:]):
+            return
+        try:
+            with h5py.File(os.path.join(out_dir, 'before.h5'), 'r') as before, \
+                    h5py.File(os.path.join(out_dir, 'after.h5'), 'r') as after:
+                compare_step(case, out_dir, overrides, before, after)
+        except Exception as e:  # a missing file, dataset or key, or a strict load refused
+            check(f'{case}: reading the debug-step files', False, f'{type(e).__name__}: {e}')
+
+
+def compare_step(case, out_dir, overrides, before, after):
+    with h5py.File(os.path.join(out_dir, 'batch.h5'), 'r') as f:
+        images = torch.from_numpy(np.asarray(f['images'], np.float32))
+        variance = float(f.attrs['data_variance'])
+    with h5py.File(os.path.join(out_dir, 'step.h5'), 'r') as f:
+        c_scalars = {k: float(f.attrs[k]) for k in ('loss', 'recon_loss', 'vq_loss', 'perplexity')}
+        c_codes = torch.from_numpy(np.asarray(f['codes'], np.int64))
+        c_grads = {k: torch.from_numpy(np.asarray(f['grad'][k], np.float32)) for k in f['grad']}
+
+    model, cfg = ref.load_from_checkpoint(os.path.join(out_dir, 'before.h5'))
+    wrong = [o for o in overrides if not _same(cfg.get(o.split('=')[0]), ref._scalar(o.split('=', 1)[1]))]
+    check(f'{case}: the stored config has the overrides', not wrong, f'not applied: {wrong}' if wrong else '')
+    check(f'{case}: batch shape [train.batch_size, C, H, W], values in [-0.5, 0.5]',
+          images.shape[0] == cfg['train.batch_size'] and images.shape[1] == model._encoder._conv_1.in_channels
+          and images.abs().max() <= 0.5, f'{tuple(images.shape)}, max |x| {images.abs().max():.3f}')
+
+    # the forward, with our own argmin; at a code mismatch, redo it with the C program's codes so
+    # that the rest compares like with like
+    codebook0 = model._vq_vae._embedding.weight.detach().clone()
+    state0 = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    out = ref.training_loss(model, images, variance)
+    torch_codes = out['codes']
+    if torch_codes.shape != c_codes.shape:
+        check(f'{case}: codes', False, f'shape {tuple(torch_codes.shape)} vs {tuple(c_codes.shape)}')
+        return
+    mismatches = int((torch_codes != c_codes).sum())
+    if mismatches:
+        with torch.no_grad():
+            z = model._pre_vq_conv(model._encoder(images))
+        gap, rel_gap = code_gaps(z, codebook0, torch_codes, c_codes)
+        ties = bool((rel_gap <= TIE_WINDOW).all())
+        check(f'{case}: codes identical (up to near-ties)', ties,
+              f'{mismatches} of {c_codes.numel()} differ; distance gaps {gap.abs().max():.3e} max, '
+              f'{rel_gap.abs().max():.2e} of |z|^2+|e|^2 (near-tie window {TIE_WINDOW:g}); '
+              're-running the forward with the C codes')
+        model.load_state_dict(state0, strict=True)
+        out = ref.training_loss(model, images, variance, codes=c_codes)
+    else:
+        check(f'{case}: codes identical (up to near-ties)', True, f'0 of {c_codes.numel()} differ, '
+              f'{len(set(c_codes.tolist()))} of {codebook0.shape[0]} codes used')
+    out['loss'].backward()
+
+    for name, want in c_scalars.items():
+        compare(case, 'scalar', name, out[name].item(), want)
+
+    trainable = {k: p for k, p in model.named_parameters() if p.requires_grad}
+    check(f'{case}: /grad has exactly the trainable parameters', set(c_grads) == set(trainable),
+          f'missing {sorted(set(trainable) - set(c_grads))}, extra {sorted(set(c_grads) - set(trainable))}')
+    for key, p in trainable.items():
+        if key in c_grads:
+            compare(case, 'grad', key, p.grad, c_grads[key])
+    if set(c_grads) != set(trainable):
+        return
+
+    after_model = ref.read_state_dict(after)
+    check(f'{case}: after.h5 /model has every state_dict key', set(after_model) == set(state0),
+          f'differ: {sorted(set(after_model) ^ set(state0))}')
+    check(f'{case}: after.h5 /optim step = before + 1',
+          int(after['optim'].attrs['step']) == int(before['optim'].attrs['step']) + 1,
+          f"{int(before['optim'].attrs['step'])} -> {int(after['optim'].attrs['step'])}")
+
+    # the buffers (and, for ema, the codebook) as the forward left them
+    for key, value in model.state_dict().items():
+        if key not in trainable and key in after_model:
+            compare(case, 'ema', key, value, after_model[key])
+
+    wd, eps = float(cfg['train.weight_decay']), float(cfg['train.eps'])
+
+    def well_conditioned(key, grad):
+        return (grad.double() + wd * state0[key].double()).abs() >= ILL_CONDITIONED * eps
+
+    def left_out(keep):
+        return f', {int((~keep).sum())} of {keep.numel()} elements with |g + wd p| < {ILL_CONDITIONED} eps left out'
+
+    # end to end: Adam on our gradients
+    our_grads = {k: p.grad.clone() for k, p in trainable.items()}
+    ours = adam_step(model, our_grads, before, cfg)
+    for key, (param, exp_avg, exp_avg_sq) in ours.items():
+        keep = well_conditioned(key, our_grads[key])
+        if param.shape == after_model[key].shape:
+            compare(case, 'adam param', key, param[keep], after_model[key][keep], TOL, left_out(keep))
+        else:
+            compare(case, 'adam param', key, param, after_model[key])
+        compare(case, 'adam exp_avg', key, exp_avg, np.asarray(after[f'optim/{key}/exp_avg']))
+        compare(case, 'adam exp_avg_sq', key, exp_avg_sq, np.asarray(after[f'optim/{key}/exp_avg_sq']))
+
+    # the optimizer alone: Adam on the C program's gradients; compare the update after - before
+    model.load_state_dict(state0, strict=True)
+    theirs = adam_step(model, c_grads, before, cfg)
+    for key, (param, _, _) in theirs.items():
+        ours_update, their_update = param - state0[key], after_model[key] - state0[key]
+        keep = well_conditioned(key, c_grads[key]) | (wd == 0)
+        if ours_update.shape == their_update.shape:
+            ours_update, their_update = ours_update[keep], their_update[keep]
+        compare(case, 'adam update (C grads)', key, ours_update, their_update, UPDATE_TOL, left_out(keep))
+
+
+
+def summary():
+    print(f'\nworst relative error per case and category (tolerance {TOL:g}; adam update {UPDATE_TOL:g}):')
+    seen = {}
+    for case, category, key, err in WORST:
+        if (case, category) not in seen or err > seen[(case, category)][1]:
+            seen[(case, category)] = (key, err)
+    for (case, category), (key, err) in seen.items():
+        print(f'  {case:<6} {category:<22} {err:.2e}  {key}')
+
+
+def main():
+    torch.set_num_threads(1)
+    binary = os.environ.get('VQVAE_BIN', '')
+    source_dir = os.environ.get('VQ_SOURCE_DIR', os.path.join(HERE, '..', '..'))
+    if not binary or not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        print(f'SKIP: VQVAE_BIN={binary!r} is not an executable file (set it to the vqvae_dist binary)')
+        return 77
+    try:
+        for case, quantizer, extra in CASES:
+            run_case(binary, source_dir, case, quantizer, extra)
+    except Skip as e:
+        print(f'SKIP: {e}')
+        return 77
+    summary()
+    print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
+    return 1 if RESULTS['failed'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
