@@ -8,7 +8,7 @@ tools/install_deps.sh --with-torch
 if [ "${1:-}" = "--sanitize" ]; then
     BUILD_DIR=build-asan tools/build.sh -DVQ_SANITIZE=ON -DVQ_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
     cd build-asan
-    ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L 'cpu'
+    ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$PWD/../tests/lsan.supp ctest --output-on-failure -L cpu
     exit $?
 fi
 tools/build.sh
