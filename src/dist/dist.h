@@ -25,8 +25,9 @@ typedef struct {
 
 // MPI_Init (thread level FUNNELED) and rank discovery. Call first thing in main.
 void dist_init(Dist *d, int *argc, char ***argv);
-// After the ops context exists: pick the communicator ("auto": NCCL on CUDA when world > 1, MPI
-// otherwise; "nccl" requires the CUDA backend).
+// After the ops context exists: pick the communicator ("auto": NCCL on CUDA when world > 1 and
+// every rank of a node has its own GPU, MPI otherwise; "nccl" requires the CUDA backend and one
+// GPU per rank). Collective; the ranks agree on the backend.
 void dist_setup_comm(Dist *d, OpsContext *ctx, const char *backend, double timeout_s);
 // Start-up, after dist_setup_comm: the largest device buffer dist_allreduce / dist_broadcast will
 // be given, so the MPI backend on CUDA sizes its pinned host staging buffer once (it holds 4 Mi
@@ -46,6 +47,8 @@ __attribute__((noreturn)) void dist_abort(Dist *d, int code);
 int dist_local_device(const Dist *d, int device_count);
 
 // In-place sum over ranks of a device buffer (the context's memory). average = 1 divides by world.
+// Returns when the result is in buf (NCCL: the host waits for the collective, bounded by the
+// timeout; later work on the compute stream is ordered after it).
 void dist_allreduce(Dist *d, OpsContext *ctx, float *buf, size_t n, int average);
 // In-place sum over ranks of a small host buffer of doubles (metrics).
 void dist_allreduce_host_f64(Dist *d, double *buf, size_t n);
