@@ -93,7 +93,7 @@ void model_free(Model *m);
 
 // PyTorch default initialization from the counter-based RNG (DESIGN §4): a pure function of the
 // seed. The codebook follows quantizer.init ('data' is finished later by the trainer with
-// model_codebook_from_latents, since it needs encoder outputs).
+// init_codebook_from_data in trainer.c, since it needs the first global batch's encoder outputs).
 void model_init_params(Model *m, const Config *cfg, uint64_t seed);
 
 // Forward on m->input: fills every activation, the codes, the code statistics and the loss
