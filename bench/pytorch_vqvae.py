@@ -1,92 +1,250 @@
 #!/usr/bin/python3
-"""The PyTorch speed baseline: the reference VQ-VAE (tests/reference/vqvae_reference.py) trained with
-the hyperparameters of configs/cifar.yaml on synthetic CIFAR-shaped data. Times --steps training
-steps (forward, backward, Adam, EMA update) after --warmup steps and prints one JSON line.
+"""The PyTorch speed baseline for `vqvae_dist bench`: the reference VQ-VAE (tests/reference/vqvae_reference.py)
+with the model and optimizer of a config of ours (default configs/cifar.yaml; section.key=value overrides as
+for vqvae_dist), trained on synthetic data of the same kind as our data.dataset=synthetic, resident on the
+device. Times --steps training steps (forward, backward, Adam, EMA update) after --warmup steps and prints one
+JSON line with the fields of `vqvae_dist bench` (docs/BENCHMARKS.md).
 
     /usr/bin/python3 bench/pytorch_vqvae.py --batch 32 --steps 20 --warmup 3 --threads 2
+    python3 bench/pytorch_vqvae.py --device cuda --precision tf32 --compile --batch 256 --steps 200
 """
 import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'reference'))
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'reference'))
 import vqvae_reference as ref  # noqa: E402
 
-# configs/cifar.yaml
-HPARAMS = dict(in_channels=3, num_hiddens=128, num_residual_hiddens=32, num_residual_layers=2, num_embeddings=512,
-               embedding_dim=64, commitment_cost=0.25, decay=0.99, epsilon=1e-5)
-LR = 1e-3
+# The keys this baseline uses, with our defaults (src/io/config.c); a config file and overrides change them.
+DEFAULTS = {
+    'model.num_hiddens': 128, 'model.num_residual_hiddens': 32, 'model.num_residual_layers': 2,
+    'model.embedding_dim': 64, 'quantizer.type': 'ema', 'quantizer.num_embeddings': 512,
+    'quantizer.commitment_cost': 0.25, 'quantizer.decay': 0.99, 'quantizer.epsilon': 1e-5, 'quantizer.init': 'auto',
+    'data.synthetic_count': 2048, 'data.channels': 3, 'data.image_size': 32, 'train.batch_size': 32,
+    'train.lr': 1e-3, 'train.beta1': 0.9, 'train.beta2': 0.999, 'train.eps': 1e-8, 'train.weight_decay': 0.0,
+    'train.seed': 1234,
+}
 
 
-def smooth_images(n, generator, device):
-    """Random smooth images in [-0.5, 0.5]: 8x8 noise upsampled to 32x32."""
-    coarse = torch.rand(n, 3, 8, 8, generator=generator)
-    images = F.interpolate(coarse, size=(32, 32), mode='bilinear', align_corners=False) - 0.5
-    return images.to(device)
+def process_age_s():
+    """Seconds since the kernel started this process (/proc/self/stat starttime), or None."""
+    try:
+        with open('/proc/self/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of the line; fields[0] is field 3
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf('SC_CLK_TCK')
+    except (OSError, IndexError, ValueError, AttributeError):
+        return None
 
 
-def init_codebook_from_data(model, images):
-    """The C trainer's default EMA init (quantizer.init auto = data): codes from encoder outputs, sizes 1."""
+PROCESS_AGE_AT_IMPORT = process_age_s()
+IMPORT_CLOCK = time.perf_counter()
+
+
+def resolve_config(path, overrides):
+    """DEFAULTS, then the keys of the YAML file that DEFAULTS lists, then section.key=value overrides."""
+    cfg = dict(DEFAULTS)
+    items = []
+    if path:
+        with open(path) as f:
+            items = list(ref.parse_config_yaml(f.read()).items())
+    for text in overrides:
+        key, sep, value = text.partition('=')
+        if not sep or '.' not in key:
+            sys.exit(f'pytorch_vqvae.py: expected section.key=value, got {text!r}')
+        items.append((key, ref._scalar(value)))
+    for key, value in items:
+        if key not in cfg:
+            continue  # data.path, checkpoint.*, ...: nothing to do with this baseline
+        kind = type(DEFAULTS[key])
+        try:
+            cfg[key] = kind(value) if kind is not str else str(value)
+        except (TypeError, ValueError):
+            sys.exit(f'pytorch_vqvae.py: {key} expects {kind.__name__}, got {value!r}')
+    return cfg
+
+
+def synthetic_images(count, channels, size, generator):
+    """Images like our data.dataset=synthetic (src/io/dataset.c synthetic_image), drawn from torch's RNG: a
+    per-channel base colour with a linear gradient plus 2-4 Gaussian blobs, clamped, stored as uint8, read back
+    as uint8 / 255 - 0.5. Same distribution as ours, not the same pixels."""
+    def uniform(lo, hi, *shape):
+        return lo + (hi - lo) * torch.rand(*shape, generator=generator)
+
+    coord = (torch.arange(size, dtype=torch.float32) + 0.5) / size - 0.5
+    base = uniform(0.2, 0.8, count, channels, 1, 1)
+    grad_x = uniform(-0.4, 0.4, count, channels, 1, 1)
+    grad_y = uniform(-0.4, 0.4, count, channels, 1, 1)
+    v = base + grad_x * coord.view(1, 1, 1, size) + grad_y * coord.view(1, 1, size, 1)
+    blobs = torch.randint(2, 5, (count,), generator=generator)
+    for b in range(4):
+        cx, cy = uniform(-0.35, 0.35, count, 1, 1, 1), uniform(-0.35, 0.35, count, 1, 1, 1)
+        sigma = uniform(0.06, 0.22, count, 1, 1, 1)
+        colour = uniform(-0.6, 0.6, count, channels, 1, 1) * (blobs > b).float().view(count, 1, 1, 1)
+        gx = torch.exp(-0.5 * ((coord.view(1, 1, 1, size) - cx) / sigma) ** 2)
+        gy = torch.exp(-0.5 * ((coord.view(1, 1, size, 1) - cy) / sigma) ** 2)
+        v = v + colour * gx * gy
+    pixels = (v.clamp(0.0, 1.0) * 255.0 + 0.5).floor()
+    return pixels / 255.0 - 0.5
+
+
+def init_codebook_from_data(model, images, generator):
+    """Our default EMA init (quantizer.init auto = data): K distinct encoder outputs of the first batch, sizes 1."""
     vq = model._vq_vae
     with torch.no_grad():
         z = model._pre_vq_conv(model._encoder(images)).permute(0, 2, 3, 1).reshape(-1, vq._embedding_dim)
-        pick = torch.randint(z.shape[0], (vq._num_embeddings,), device=z.device)
-        vq._embedding.weight.copy_(z[pick])
+        k = vq._num_embeddings
+        if z.shape[0] >= k:
+            pick = torch.randperm(z.shape[0], generator=generator)[:k]
+        else:
+            pick = torch.randint(z.shape[0], (k,), generator=generator)
+        vq._embedding.weight.copy_(z[pick.to(z.device)])
         vq._ema_w.copy_(vq._embedding.weight)
         vq._ema_cluster_size.fill_(1.0)
 
 
+def cpu_model_name():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return 'unknown CPU'
+
+
+def current_rss_bytes():
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def git_commit():
+    try:
+        out = subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                             timeout=10)
+        return out.stdout.strip() or 'unknown'
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+
+
+def cuda_versions():
+    """The library versions as integers in the format of the C APIs, as `vqvae_dist bench` reports them."""
+    out = {}
+    if torch.version.cuda:
+        major, minor = (int(x) for x in torch.version.cuda.split('.')[:2])
+        out['cuda_runtime'] = major * 1000 + minor * 10
+    out['cudnn'] = torch.backends.cudnn.version()
+    try:
+        nccl = torch.cuda.nccl.version()
+        if isinstance(nccl, tuple):  # (major, minor, patch) in newer torch
+            nccl = nccl[0] * 10000 + nccl[1] * 100 + nccl[2]
+        out['nccl'] = nccl
+    except (AttributeError, RuntimeError):
+        pass
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--batch', type=int, default=32)
-    parser.add_argument('--steps', type=int, default=20, help='timed steps')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed steps first')
+    parser.add_argument('--config', default=os.path.join(ROOT, 'configs', 'cifar.yaml'),
+                        help='our YAML config: model, quantizer and optimizer keys (default configs/cifar.yaml)')
+    parser.add_argument('--batch', type=int, default=None, help='batch size (default: train.batch_size)')
+    parser.add_argument('--steps', type=int, default=50, help='timed steps')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
     parser.add_argument('--threads', type=int, default=0, help='torch.set_num_threads (0 = torch default)')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument('--precision', choices=('tf32', 'fp32'), default='tf32',
-                        help='CUDA: allow TF32 in convolutions and matmuls (our default) or not')
-    parser.add_argument('--compile', action='store_true', help='torch.compile the model (torch >= 2.0)')
-    parser.add_argument('--quantizer', choices=('ema', 'vq'), default='ema')
-    parser.add_argument('--seed', type=int, default=1234)
+                        help='CUDA convolutions in TF32 (our default) or fp32; the quantizer matmul stays fp32 '
+                             'either way, as ours')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the model (torch >= 2.0; otherwise the JSON says "unavailable")')
+    parser.add_argument('--loss-log', metavar='FILE',
+                        help='write {"step": N, "loss": L} per step to FILE, as our metrics.jsonl (for loss '
+                             'comparisons: it synchronizes every step, so do not time with it)')
+    parser.add_argument('overrides', nargs='*', metavar='section.key=value')
     args = parser.parse_args()
-    if args.steps < 1 or args.batch < 1 or args.warmup < 0:
+    if args.steps < 1 or args.warmup < 0 or (args.batch is not None and args.batch < 1):
         parser.error('--steps and --batch must be >= 1, --warmup >= 0')
+    cfg = resolve_config(args.config, args.overrides)
+    batch = args.batch or cfg['train.batch_size']
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        sys.exit(f'pytorch_vqvae.py: --device cuda, but torch {torch.__version__} sees no GPU '
+                 f'(CUDA build: {torch.version.cuda}); use --device cpu or run on a GPU node')
     device = torch.device(args.device)
-    if args.device == 'cuda':
-        if not torch.cuda.is_available():
-            sys.exit('pytorch_vqvae.py: --device cuda but this torch has no CUDA (torch %s)' % torch.__version__)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.precision == 'tf32'
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
+    cuda = args.device == 'cuda'
+    result = {
+        'impl': 'pytorch', 'version': torch.__version__, 'commit': git_commit(),
+        'device': torch.cuda.get_device_name(device) if cuda else cpu_model_name(), 'backend': args.device,
+        'precision': args.precision if cuda else 'fp32', 'compile': bool(args.compile),
+        'quantizer': cfg['quantizer.type'], 'world': 1, 'batch': batch, 'global_batch': batch,
+        'threads': torch.get_num_threads() if not cuda else 0, 'steps': args.steps, 'warmup': args.warmup,
+    }
+    if cuda:
+        result.update(cuda_versions())
+    if args.compile and not hasattr(torch, 'compile'):
+        # No numbers rather than eager numbers under a compile label.
+        result.update({'compile': 'unavailable', 'images_per_s': None, 'ms_per_step': None, 'startup_s': None,
+                       'final_loss': None, 'peak_memory_bytes': None, 'peak_allocated_bytes': None,
+                       'memory_in_use_bytes': None,
+                       'note': f'torch.compile needs torch >= 2.0; this is torch {torch.__version__}'})
+        print(json.dumps(result))
+        return
 
-    pool = smooth_images(8 * args.batch, generator, device)  # resident, like our dataset on the GPU
-    data_variance = float(pool.var())
-    model = ref.Model(quantizer=args.quantizer, **HPARAMS).to(device).train()
-    if args.quantizer == 'ema':
-        init_codebook_from_data(model, pool[:args.batch])
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR)
+    in_use_baseline = 0
+    if cuda:
+        torch.backends.cudnn.allow_tf32 = args.precision == 'tf32'
+        torch.backends.cuda.matmul.allow_tf32 = False  # our quantizer GEMM is fp32 in every precision
+        torch.backends.cudnn.benchmark = True           # algorithms chosen once, as our conv_prepare
+        free, total = torch.cuda.mem_get_info(device)   # creates the context: the baseline excludes it
+        in_use_baseline = total - free
 
-    compiled = False
-    forward = model
-    if args.compile:
-        if hasattr(torch, 'compile'):
-            forward, compiled = torch.compile(model), True
-        else:
-            print(f'pytorch_vqvae.py: torch.compile is not available in torch {torch.__version__} (needs 2.0); '
-                  'running eager', file=sys.stderr)
+    seed = cfg['train.seed']
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    count = max(cfg['data.synthetic_count'], batch)
+    pool = synthetic_images(count, cfg['data.channels'], cfg['data.image_size'], generator).to(device)
+    data_variance = float(pool.var(unbiased=False))
+    model = ref.Model(in_channels=cfg['data.channels'], num_hiddens=cfg['model.num_hiddens'],
+                      num_residual_hiddens=cfg['model.num_residual_hiddens'],
+                      num_residual_layers=cfg['model.num_residual_layers'],
+                      num_embeddings=cfg['quantizer.num_embeddings'], embedding_dim=cfg['model.embedding_dim'],
+                      commitment_cost=cfg['quantizer.commitment_cost'], quantizer=cfg['quantizer.type'],
+                      decay=cfg['quantizer.decay'], epsilon=cfg['quantizer.epsilon']).to(device).train()
 
-    def step(i):
-        images = pool[(i % 8) * args.batch:(i % 8 + 1) * args.batch]
+    # Our sampler: a fresh permutation each epoch, whole batches only.
+    batches_per_epoch = count // batch
+    order = []
+
+    def next_batch(i):
+        if i % batches_per_epoch == 0:
+            order[:] = [torch.randperm(count, generator=generator).to(device)]
+        j = i % batches_per_epoch
+        return pool[order[0][j * batch:(j + 1) * batch]]
+
+    first = next_batch(0)
+    if cfg['quantizer.type'] == 'ema' and cfg['quantizer.init'] in ('auto', 'data'):
+        init_codebook_from_data(model, first, generator)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg['train.lr'],
+                                 betas=(cfg['train.beta1'], cfg['train.beta2']), eps=cfg['train.eps'],
+                                 weight_decay=cfg['train.weight_decay'])
+    forward = torch.compile(model) if args.compile else model
+
+    def step(images):
         optimizer.zero_grad(set_to_none=True)
         vq_loss, x_recon, _, _ = forward(images)
         loss = F.mse_loss(x_recon, images) / data_variance + vq_loss
@@ -95,31 +253,47 @@ def main():
         return loss.detach()
 
     def sync():
-        if args.device == 'cuda':
-            torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize(device)
 
-    for i in range(args.warmup):
-        step(i)
-    sync()
-    if args.device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for i in range(args.steps):
-        loss = step(args.warmup + i)
+    def in_use_now():
+        if cuda:
+            free, total = torch.cuda.mem_get_info(device)
+            return max(total - free - in_use_baseline, 0)
+        return current_rss_bytes()
+
+    loss_log = open(args.loss_log, 'w') if args.loss_log else None
+    start = None
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
+            sync()
+            start = time.perf_counter()
+        loss = step(first if i == 0 else next_batch(i))
+        if loss_log:
+            loss_log.write(json.dumps({'step': i + 1, 'loss': float(loss)}) + '\n')
+        if i == 0:
+            sync()
+            first_step_end = time.perf_counter()
     sync()
     elapsed = time.perf_counter() - start
+    if loss_log:
+        loss_log.close()
+    in_use = in_use_now()
 
-    if args.device == 'cuda':
-        peak = torch.cuda.max_memory_allocated()
+    age = PROCESS_AGE_AT_IMPORT if PROCESS_AGE_AT_IMPORT is not None else 0.0
+    if cuda:
+        peak, peak_allocated = torch.cuda.max_memory_reserved(device), torch.cuda.max_memory_allocated(device)
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(json.dumps({
-        'impl': 'pytorch', 'torch': torch.__version__, 'device': args.device, 'threads': torch.get_num_threads(),
-        'batch': args.batch, 'quantizer': args.quantizer, 'compile': compiled,
-        'precision': args.precision if args.device == 'cuda' else 'fp32', 'steps': args.steps,
-        'images_per_s': round(args.steps * args.batch / elapsed, 2),
-        'ms_per_step': round(1000 * elapsed / args.steps, 3),
-        'final_loss': round(float(loss), 6), 'peak_mem_bytes': int(peak)}))
+        peak, peak_allocated = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, None  # KiB on Linux
+    final_loss = float(loss)
+    result.update({
+        'images_per_s': round(args.steps * batch / elapsed, 2), 'ms_per_step': round(1000 * elapsed / args.steps, 3),
+        'startup_s': round(age + first_step_end - IMPORT_CLOCK, 3),
+        'final_loss': round(final_loss, 6) if final_loss == final_loss and abs(final_loss) != float('inf') else None,
+        'peak_memory_bytes': int(peak), 'peak_allocated_bytes': peak_allocated,
+        'memory_in_use_bytes': in_use,
+    })
+    print(json.dumps(result))
 
 
 if __name__ == '__main__':

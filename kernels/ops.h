@@ -41,6 +41,35 @@ size_t conv_out_count(const ConvShape *s);      // batch*out*ho*wo
 
 typedef struct OpsContext OpsContext;
 
+// Adam's hyperparameters as the config holds them (double, like Python's floats).
+typedef struct {
+    double lr, beta1, beta2, eps, weight_decay;
+} AdamHyper;
+
+// Adam's per-step float scalars, formed in double and rounded to float once, as Python forms
+// them before ATen casts them to the tensor's dtype (see adam_scalars).
+typedef struct {
+    float neg_step_size;          // -lr / (1 - beta1^t)
+    float bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+    float beta1, beta2;           // (float)beta, as ATen multiplies by them
+    float one_minus_beta1, one_minus_beta2;
+    float eps, weight_decay;
+} AdamScalars;
+AdamScalars adam_scalars(const AdamHyper *hyper, long step);
+
+// The training step's counters and verdict, in device memory (host memory on the CPU backend),
+// updated by step_commit so that the step needs no host decision; the trainer downloads it at
+// log intervals and for checkpoints.
+typedef struct {
+    int32_t steps;          // steps done, skipped ones included
+    int32_t adam_steps;     // optimizer steps taken
+    int32_t skipped;        // steps skipped because the loss or gradient was not finite on some rank
+    int32_t last_skipped;   // the `steps` value of the last skipped step, 0 = none
+    int32_t finite;         // the current step's verdict: 1 = update, 0 = skip
+    int32_t reserved[3];
+    AdamScalars adam;       // the current step's Adam scalars (when finite)
+} StepState;
+
 typedef struct Ops {
     const char *name;
 
@@ -105,16 +134,50 @@ typedef struct Ops {
     //   n = sum_j N_j;  N_j <- (N_j + eps) / (n + k eps) * n        (Laplace smoothing, stored)
     //   m_j <- decay m_j + (1 - decay) sums_j
     //   e_j <- m_j / N_j
+    // A no-op when state is given and state->finite is 0 (a skipped step); state NULL: always.
     void (*ema_update)(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *counts,
-                       const float *sums, int k, int d, float decay, float epsilon);
+                       const float *sums, int k, int d, float decay, float epsilon, const StepState *state);
 
     // ---- optimizer and reductions ---------------------------------------------------------
-    // torch.optim.Adam (amsgrad off) over a flat buffer; step is the 1-based step after increment.
-    // weight_decay is Adam's L2 term (grad += wd * param), as PyTorch.
+    // torch.optim.Adam (amsgrad off) over a flat buffer, with the step's scalars from
+    // state->adam; a no-op when state->finite is 0. weight_decay is Adam's L2 term
+    // (grad += wd * param), as PyTorch.
     void (*adam_update)(OpsContext *ctx, float *params, const float *grads, float *exp_avg, float *exp_avg_sq,
-                        size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, long step);
+                        size_t n, const StepState *state);
     // *out = sum(x^2) (inf/NaN propagate, which the trainer uses as its "not finite" test).
     void (*sum_squares)(OpsContext *ctx, const float *x, size_t n, float *out);
+
+    // ---- step bookkeeping on the device (no host decision inside a step) -------------------
+    // *flag = 0 if values[0..n) are all finite, else NaN. The trainer puts the flag of its local
+    // losses in the slot after the gradients, so the gradient all-reduce also carries "some rank's
+    // loss is not finite" and every rank reaches the same verdict without another collective.
+    void (*flag_nonfinite)(OpsContext *ctx, const float *values, int n, float *flag);
+    // One thread's work after the all-reduce: steps += 1; finite = isfinite(*grad_sumsq); if finite,
+    // adam_steps += 1 and state->adam = adam_scalars(hyper, adam_steps); else skipped += 1 and
+    // last_skipped = steps.
+    void (*step_commit)(OpsContext *ctx, StepState *state, const float *grad_sumsq, const AdamHyper *hyper);
+
+    // ---- data -----------------------------------------------------------------------------
+    // The dataset lives on the device as uint8 (uploaded once with to_device). For i < n:
+    //   out[i] = float(pixels[perm[offset + i]]) / 255 - 0.5   (image_elems values per image)
+    // with the same float ops as dataset_fill_batch, so both give identical batches.
+    void (*gather_images)(OpsContext *ctx, const uint8_t *pixels, const int32_t *perm, int64_t offset, int n,
+                          size_t image_elems, float *out);
+
+    // ---- CUDA graphs (NULL on backends without them) --------------------------------------
+    // graph_begin starts capturing the context's stream; the ops called until graph_end are
+    // recorded, not run; graph_end instantiates them as ctx->graph; graph_launch runs it (once
+    // per call, on the stream); graph_destroy frees it (ops_context_destroy calls it).
+    void (*graph_begin)(OpsContext *ctx);
+    void (*graph_end)(OpsContext *ctx);
+    void (*graph_launch)(OpsContext *ctx);
+    void (*graph_destroy)(OpsContext *ctx);
+
+    // ---- memory accounting ----------------------------------------------------------------
+    // Bytes of device memory this process uses now (CUDA: cudaMemGetInfo's used minus what was
+    // used before the context was created, so cuDNN and cuBLAS internals count; CPU: resident
+    // set size). For benchmarks; may synchronize.
+    size_t (*memory_in_use)(OpsContext *ctx);
 } Ops;
 
 struct OpsContext {
@@ -126,6 +189,9 @@ struct OpsContext {
     int device_index;       // CUDA: the GPU this rank uses
     void *workspace;        // backend scratch, ops_reserve_workspace()
     size_t workspace_bytes;
+    size_t allocated_bytes;        // bytes from alloc (and the workspace) now, and the peak
+    size_t peak_allocated_bytes;
+    void *graph;            // the captured training step (CUDA graph_end), or NULL
     void *backend;          // backend-private state (CUDA stream, cuBLAS and cuDNN handles, plans)
 };
 

@@ -16,6 +16,8 @@ typedef enum {
     OPT_CHECKPOINT = 1 << 2,
     OPT_OUT = 1 << 3,
     OPT_COUNT = 1 << 4,
+    OPT_STEPS = 1 << 5,
+    OPT_WARMUP = 1 << 6,
 } OptionBit;
 
 typedef struct {
@@ -31,6 +33,8 @@ static const OptionSpec OPTIONS[] = {
     {OPT_CHECKPOINT, "--checkpoint", "PATH", "checkpoint file to read"},
     {OPT_OUT, "--out", "PATH", "output file or folder"},
     {OPT_COUNT, "--count", "N", "number of images (default 16)"},
+    {OPT_STEPS, "--steps", "N", "timed training steps (default 50)"},
+    {OPT_WARMUP, "--warmup", "N", "untimed training steps before them (default 5)"},
 };
 enum { OPTION_COUNT = sizeof OPTIONS / sizeof OPTIONS[0] };
 
@@ -51,6 +55,8 @@ static const CommandSpec COMMANDS[] = {
     {"info", OPT_CHECKPOINT, OPT_CHECKPOINT, 0, command_info, "print a checkpoint's summary (also: info PATH)"},
     {"debug-step", OPT_CONFIG | OPT_OUT, OPT_OUT, 1, command_debug_step,
      "one training step with every input, gradient and result dumped to HDF5 files in --out (parity tests)"},
+    {"bench", OPT_CONFIG | OPT_STEPS | OPT_WARMUP, 0, 1, command_bench,
+     "time training steps on synthetic 3x32x32 data; one JSON line on stdout (docs/BENCHMARKS.md)"},
     {"config-reference", 0, 0, 0, command_config_reference, "print the table of config keys (docs/CONFIG.md)"},
 };
 enum { COMMAND_COUNT = sizeof COMMANDS / sizeof COMMANDS[0] };
@@ -100,25 +106,32 @@ static const OptionSpec *find_option(const char *flag) {
     return NULL;
 }
 
+// A whole number in [lo, hi] for `flag`, or a usage error.
+static int parse_count(const char *flag, const char *value, int lo, int hi) {
+    char *end;
+    long n = strtol(value, &end, 10);
+    if (end == value || *end || n < lo || n > hi)
+        usage_error("%s expects a number from %d to %d, got '%s'", flag, lo, hi, value);
+    return (int)n;
+}
+
 static void set_option(CliArgs *args, OptionBit bit, const char *value) {
     switch (bit) {
     case OPT_CONFIG: args->config_path = value; break;
     case OPT_RESUME: args->resume = value; break;
     case OPT_CHECKPOINT: args->checkpoint = value; break;
     case OPT_OUT: args->out = value; break;
-    case OPT_COUNT: {
-        char *end;
-        long n = strtol(value, &end, 10);
-        if (*end || n < 1 || n > 4096) usage_error("--count expects a number from 1 to 4096, got '%s'", value);
-        args->count = (int)n;
-        break;
-    }
+    case OPT_COUNT: args->count = parse_count("--count", value, 1, 4096); break;
+    case OPT_STEPS: args->steps = parse_count("--steps", value, 1, 1000000); break;
+    case OPT_WARMUP: args->warmup = parse_count("--warmup", value, 0, 1000000); break;
     }
 }
 
 static const CommandSpec *parse_args(int argc, char **argv, CliArgs *args) {
     memset(args, 0, sizeof *args);
     args->count = 16;
+    args->steps = 50;
+    args->warmup = 5;
     args->overrides = calloc((size_t)argc, sizeof(char *));
     int i = 1;
     const CommandSpec *cmd = &COMMANDS[0];

@@ -1,4 +1,5 @@
-// cpu_adam.c: torch.optim.Adam (amsgrad, maximize, foreach and fused off) over one flat buffer.
+// cpu_adam.c: torch.optim.Adam (amsgrad, maximize, foreach and fused off) over one flat buffer,
+// and the step bookkeeping that decides, without the host, whether this step updates at all.
 #include <math.h>
 
 #include "../../src/core/common.h"
@@ -12,28 +13,44 @@
 //                                      ATen's (value * t1) * t2 + self, which GCC contracts to an FMA
 //   denom = sqrt(v) / sqrt(bc2) + eps
 //   p  = p + ((-lr / bc1) m) / denom   param.addcdiv_(m, denom, value=-step_size)
-// The scalars (1 - b, bias corrections, step size) are formed in double and rounded to float once,
-// as Python computes them before ATen casts them to the tensor's dtype.
+// The scalars come from adam_scalars (formed in double, rounded once, as Python does).
 // The loop vectorizes only with -fno-math-errno (else sqrtf keeps an errno branch); the results are
 // the same either way, since vsqrtps and vdivps round exactly as their scalar forms.
 void cpu_adam_update(OpsContext *ctx, float *params, const float *grads, float *exp_avg, float *exp_avg_sq, size_t n,
-                     float lr, float beta1, float beta2, float eps, float weight_decay, long step) {
-    CHECK(step >= 1, "adam_update: step must be the 1-based step after increment, got %ld", step);
-    double bias_correction1 = 1.0 - pow((double)beta1, (double)step);
-    double bias_correction2 = 1.0 - pow((double)beta2, (double)step);
-    float neg_step_size = (float)(-((double)lr / bias_correction1));
-    float bias_correction2_sqrt = (float)sqrt(bias_correction2);
-    float one_minus_b1 = (float)(1.0 - (double)beta1);
-    float one_minus_b2 = (float)(1.0 - (double)beta2);
-    int decay = weight_decay != 0.0f;   // loop-invariant: the compiler unswitches it
+                     const StepState *state) {
+    (void)ctx;
+    if (!state->finite) return;
+    const AdamScalars s = state->adam;
+    CHECK(s.bias_correction2_sqrt > 0.0f, "adam_update before any step_commit (bias correction 0)");
+    int decay = s.weight_decay != 0.0f;   // loop-invariant: the compiler unswitches it
     for (size_t i = 0; i < n; i++) {
         float g = grads[i];
-        if (decay) g = fmaf(params[i], weight_decay, g);
-        float m = fmaf(g, one_minus_b1, exp_avg[i] * beta1);
-        float v = fmaf(one_minus_b2 * g, g, exp_avg_sq[i] * beta2);
+        if (decay) g = fmaf(params[i], s.weight_decay, g);
+        float m = fmaf(g, s.one_minus_beta1, exp_avg[i] * s.beta1);
+        float v = fmaf(s.one_minus_beta2 * g, g, exp_avg_sq[i] * s.beta2);
         exp_avg[i] = m;
         exp_avg_sq[i] = v;
-        float denom = sqrtf(v) / bias_correction2_sqrt + eps;
-        params[i] = params[i] + neg_step_size * m / denom;
+        float denom = sqrtf(v) / s.bias_correction2_sqrt + s.eps;
+        params[i] = params[i] + s.neg_step_size * m / denom;
+    }
+}
+
+void cpu_flag_nonfinite(OpsContext *ctx, const float *values, int n, float *flag) {
+    (void)ctx;
+    int finite = 1;
+    for (int i = 0; i < n; i++) finite &= isfinite(values[i]) != 0;
+    *flag = finite ? 0.0f : NAN;
+}
+
+void cpu_step_commit(OpsContext *ctx, StepState *state, const float *grad_sumsq, const AdamHyper *hyper) {
+    (void)ctx;
+    state->steps++;
+    state->finite = isfinite(*grad_sumsq) != 0;
+    if (state->finite) {
+        state->adam_steps++;
+        state->adam = adam_scalars(hyper, state->adam_steps);
+    } else {
+        state->skipped++;
+        state->last_skipped = state->steps;
     }
 }

@@ -41,8 +41,17 @@ void cpu_vq_code_stats(OpsContext *ctx, const float *z, const int32_t *codes, in
 void cpu_vq_codebook_grad(OpsContext *ctx, const float *codebook, const float *counts, const float *sums, int k, int d,
                           float scale, float *dcodebook);
 void cpu_ema_update(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *counts,
-                    const float *sums, int k, int d, float decay, float epsilon);
+                    const float *sums, int k, int d, float decay, float epsilon, const StepState *state);
 
-// cpu_adam.c
+// cpu_adam.c (with the step bookkeeping)
 void cpu_adam_update(OpsContext *ctx, float *params, const float *grads, float *exp_avg, float *exp_avg_sq, size_t n,
-                     float lr, float beta1, float beta2, float eps, float weight_decay, long step);
+                     const StepState *state);
+void cpu_flag_nonfinite(OpsContext *ctx, const float *values, int n, float *flag);
+void cpu_step_commit(OpsContext *ctx, StepState *state, const float *grad_sumsq, const AdamHyper *hyper);
+
+// cpu_data.c
+void cpu_gather_images(OpsContext *ctx, const uint8_t *pixels, const int32_t *perm, int64_t offset, int n,
+                       size_t image_elems, float *out);
+
+// cpu_context.c
+size_t cpu_memory_in_use(OpsContext *ctx);

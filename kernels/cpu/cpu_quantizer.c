@@ -125,8 +125,9 @@ void cpu_vq_codebook_grad(OpsContext *ctx, const float *codebook, const float *c
 //   e = m / N
 // The scalars 1 - decay and k eps are formed in double and rounded once, as Python does.
 void cpu_ema_update(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *counts,
-                    const float *sums, int k, int d, float decay, float epsilon) {
+                    const float *sums, int k, int d, float decay, float epsilon, const StepState *state) {
     CHECK(k > 0 && d > 0, "ema_update needs k > 0 and d > 0; got k=%d d=%d", k, d);
+    if (state && !state->finite) return;
     float keep = decay;
     float take = (float)(1.0 - (double)decay);
     for (int j = 0; j < k; j++) cluster_size[j] = cluster_size[j] * keep + take * counts[j];

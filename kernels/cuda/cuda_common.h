@@ -5,6 +5,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
+#if CUDNN_MAJOR < 9
+#error "cuDNN 9 or newer is needed (CUDNN_CHECK uses cudnnGetLastErrorString); install cuDNN 9 or configure with -DVQ_CUDA=OFF"
+#endif
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,7 +86,8 @@ typedef struct {
     size_t cublas_workspace_bytes;
     cudnnHandle_t cudnn;          // bound to stream
     cudaDeviceProp props;
-    Precision conv_precision;     // effective precision of the convolutions (bf16 falls back to tf32)
+    Precision conv_precision;     // the requested precision; cuda_conv.cu follows ctx->precision and may run
+                                  // single layers of a bf16 context in tf32 (with a warning)
     int deterministic;
     ConvPlan *plans;
     int plan_count, plan_capacity;
@@ -157,10 +161,25 @@ void cuda_vq_code_stats(OpsContext *ctx, const float *z, const int32_t *codes, i
 void cuda_vq_codebook_grad(OpsContext *ctx, const float *codebook, const float *counts, const float *sums,
                            int k, int d, float scale, float *dcodebook);
 void cuda_ema_update(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *counts,
-                     const float *sums, int k, int d, float decay, float epsilon);
+                     const float *sums, int k, int d, float decay, float epsilon, const StepState *state);
 
-// cuda_adam.cu
+// cuda_adam.cu (with the step bookkeeping)
 void cuda_adam_update(OpsContext *ctx, float *params, const float *grads, float *exp_avg, float *exp_avg_sq,
-                      size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, long step);
+                      size_t n, const StepState *state);
+void cuda_flag_nonfinite(OpsContext *ctx, const float *values, int n, float *flag);
+void cuda_step_commit(OpsContext *ctx, StepState *state, const float *grad_sumsq, const AdamHyper *hyper);
+
+// cuda_graph.cu
+void cuda_graph_begin(OpsContext *ctx);
+void cuda_graph_end(OpsContext *ctx);
+void cuda_graph_launch(OpsContext *ctx);
+void cuda_graph_destroy(OpsContext *ctx);
+
+// cuda_data.cu
+void cuda_gather_images(OpsContext *ctx, const uint8_t *pixels, const int32_t *perm, int64_t offset, int n,
+                        size_t image_elems, float *out);
+
+// cuda_context.cu
+size_t cuda_memory_in_use(OpsContext *ctx);
 
 extern "C" const Ops cuda_ops;

@@ -13,6 +13,24 @@
 // while a step runs (which also keeps the step capturable in a CUDA graph).
 static const size_t CUBLAS_WORKSPACE_BYTES = (size_t)32 << 20;
 
+// This file's view of ctx->backend: the CudaBackend the other files share (first member, so
+// cuda_backend(ctx) stays valid) plus the memory accounting only this file needs.
+typedef struct {
+    void *ptr;
+    size_t bytes;
+} CudaAllocation;
+
+typedef struct {
+    CudaBackend base;              // must stay first
+    // Live allocations, so that release knows how many bytes it frees (cudaFree does not say).
+    // Unordered; grows only while allocating, i.e. at start-up.
+    CudaAllocation *allocations;
+    int allocation_count, allocation_capacity;
+    size_t used_at_init;           // cudaMemGetInfo's used bytes before our handles and buffers
+} CudaContextState;
+
+static CudaContextState *context_state(OpsContext *ctx) { return (CudaContextState *)ctx->backend; }
+
 extern "C" int cuda_backend_compiled(void) { return 1; }
 
 extern "C" int cuda_device_count(void) {
@@ -47,6 +65,18 @@ void *cuda_alloc(OpsContext *ctx, size_t bytes) {
               free_bytes >> 20, total_bytes >> 20);
     }
     if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda_stream(ctx)));
+
+    CudaContextState *st = context_state(ctx);
+    if (st->allocation_count == st->allocation_capacity) {
+        int capacity = st->allocation_capacity ? 2 * st->allocation_capacity : 64;
+        CudaAllocation *grown = (CudaAllocation *)realloc(st->allocations, (size_t)capacity * sizeof *grown);
+        if (!grown) fatal("out of host memory growing the table of GPU allocations to %d entries", capacity);
+        st->allocations = grown;
+        st->allocation_capacity = capacity;
+    }
+    st->allocations[st->allocation_count++] = CudaAllocation{p, bytes};
+    ctx->allocated_bytes += bytes;
+    if (ctx->allocated_bytes > ctx->peak_allocated_bytes) ctx->peak_allocated_bytes = ctx->allocated_bytes;
     return p;
 }
 
@@ -54,6 +84,13 @@ void cuda_release(OpsContext *ctx, void *ptr) {
     if (!ptr) return;
     // Work queued on the stream may still read the buffer.
     CUDA_CHECK(cudaStreamSynchronize(cuda_stream(ctx)));
+    CudaContextState *st = context_state(ctx);
+    int i = 0;
+    while (i < st->allocation_count && st->allocations[i].ptr != ptr) i++;
+    CHECK(i < st->allocation_count, "cuda_release: %p is not a live allocation of this CUDA context (released "
+          "twice, or allocated by another context); release only what ops->alloc returned", ptr);
+    ctx->allocated_bytes -= st->allocations[i].bytes;
+    st->allocations[i] = st->allocations[--st->allocation_count];
     CUDA_CHECK(cudaFree(ptr));
 }
 
@@ -116,6 +153,14 @@ const Ops cuda_ops = {
     .ema_update = cuda_ema_update,
     .adam_update = cuda_adam_update,
     .sum_squares = cuda_sum_squares,
+    .flag_nonfinite = cuda_flag_nonfinite,
+    .step_commit = cuda_step_commit,
+    .gather_images = cuda_gather_images,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_destroy = cuda_graph_destroy,
+    .memory_in_use = cuda_memory_in_use,
 };
 
 // ---- context ---------------------------------------------------------------------------------
@@ -129,7 +174,13 @@ extern "C" void cuda_context_init(OpsContext *ctx, int device_index, Precision p
     }
     CUDA_CHECK(cudaSetDevice(device_index));
 
-    CudaBackend *b = (CudaBackend *)xcalloc(1, sizeof *b);
+    CudaContextState *st = (CudaContextState *)xcalloc(1, sizeof *st);
+    CudaBackend *b = &st->base;
+    // The baseline of memory_in_use. cudaMemGetInfo creates the primary context first if needed,
+    // so the context's own memory is in the baseline and our handles and buffers are not.
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    st->used_at_init = total_bytes - free_bytes;
     CUDA_CHECK(cudaGetDeviceProperties(&b->props, device_index));
     b->deterministic = deterministic;
     b->conv_precision = precision;
@@ -142,11 +193,12 @@ extern "C" void cuda_context_init(OpsContext *ctx, int device_index, Precision p
     }
 
     CUDA_CHECK(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+    ctx->backend = b;   // cuda_alloc needs the stream and the table from here on
 
     CUBLAS_CHECK(cublasCreate(&b->cublas));
     CUBLAS_CHECK(cublasSetStream(b->cublas, b->stream));   // resets the workspace: set it after
     b->cublas_workspace_bytes = CUBLAS_WORKSPACE_BYTES;
-    CUDA_CHECK(cudaMalloc(&b->cublas_workspace, b->cublas_workspace_bytes));
+    b->cublas_workspace = cuda_alloc(ctx, b->cublas_workspace_bytes);
     CUBLAS_CHECK(cublasSetWorkspace(b->cublas, b->cublas_workspace, b->cublas_workspace_bytes));
     // TF32 for any cuBLAS call that allows it, unless fp32 was asked for. The quantizer's GEMM
     // asks for CUBLAS_COMPUTE_32F_PEDANTIC itself, so it stays fp32 whatever this says.
@@ -156,14 +208,13 @@ extern "C" void cuda_context_init(OpsContext *ctx, int device_index, Precision p
     CUDNN_CHECK(cudnnCreate(&b->cudnn));
     CUDNN_CHECK(cudnnSetStream(b->cudnn, b->stream));
 
-    CUDA_CHECK(cudaMalloc(&b->partials, CUDA_REDUCE_BLOCKS * sizeof(double)));
+    b->partials = (double *)cuda_alloc(ctx, CUDA_REDUCE_BLOCKS * sizeof(double));
 
     ctx->ops = &cuda_ops;
     ctx->kind = BACKEND_CUDA;
     ctx->precision = precision;
     ctx->deterministic = deterministic;
     ctx->device_index = device_index;
-    ctx->backend = b;
     ctx->workspace = NULL;
     ctx->workspace_bytes = 0;
 }
@@ -171,16 +222,30 @@ extern "C" void cuda_context_init(OpsContext *ctx, int device_index, Precision p
 extern "C" void cuda_context_destroy(OpsContext *ctx) {
     CudaBackend *b = cuda_backend(ctx);
     if (!b) return;
+    CudaContextState *st = context_state(ctx);
     CUDA_CHECK(cudaStreamSynchronize(b->stream));
-    if (ctx->workspace) CUDA_CHECK(cudaFree(ctx->workspace));
+    cuda_release(ctx, ctx->workspace);
     ctx->workspace = NULL;
     ctx->workspace_bytes = 0;
     cuda_conv_destroy_plans(b);
-    CUDA_CHECK(cudaFree(b->partials));
+    cuda_release(ctx, b->partials);
     CUDNN_CHECK(cudnnDestroy(b->cudnn));
     CUBLAS_CHECK(cublasDestroy(b->cublas));
-    CUDA_CHECK(cudaFree(b->cublas_workspace));
+    cuda_release(ctx, b->cublas_workspace);
+    // Buffers their owners did not release die with the context.
+    while (st->allocation_count > 0) cuda_release(ctx, st->allocations[st->allocation_count - 1].ptr);
     CUDA_CHECK(cudaStreamDestroy(b->stream));
-    free(b);
+    free(st->allocations);
+    free(st);
     ctx->backend = NULL;
+}
+
+// Device memory this process added since the context was created: cudaMemGetInfo's used bytes
+// minus the baseline taken then, so cuDNN's and cuBLAS's internal allocations count along with
+// ours. cudaMemGetInfo sees the whole GPU: other processes on the same GPU count too.
+size_t cuda_memory_in_use(OpsContext *ctx) {
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    size_t used = total_bytes - free_bytes, baseline = context_state(ctx)->used_at_init;
+    return used > baseline ? used - baseline : 0;
 }

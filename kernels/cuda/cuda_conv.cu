@@ -22,13 +22,35 @@
 //                     sum X[n,o,p] DY[n,i,q] over the same (p, q, t) triples, so
 //                     dweight = BackwardFilter(x := dout, dy := in): x and dy swap roles.
 //   bias (both kinds): one value per layer output channel.
+// In both kinds, then, BackwardFilter reads cuDNN's x and y tensors, whichever layer tensors
+// they hold.
+//
+// Precision (ctx->precision):
+// - fp32: CUDNN_FMA_MATH only (no tensor cores).
+// - tf32: CUDNN_TENSOR_OP_MATH for the query, then each direction runs with the math type its
+//   chosen algorithm reported (as cuDNN asks).
+// - bf16: the model's buffers stay fp32 (fp32 master weights, fp32 activations and gradients).
+//   Each call converts its operands to bf16 (round to nearest even) into staging buffers at the
+//   start of the workspace, runs cuDNN's PSEUDO_BFLOAT16 configuration (every tensor and the
+//   filter CUDNN_DATA_BFLOAT16, the convolution's compute type CUDNN_DATA_FLOAT: products of
+//   bf16 values are exact in fp32 and accumulate in fp32), and converts the result back to fp32,
+//   adding the bias in fp32 on the way. cuDNN's legacy API has no bf16-in / fp32-out
+//   configuration, so y, dx and dw are bf16 before the conversion back (one more rounding,
+//   relative 2^-8, of each result; the weight gradient as in PyTorch's autocast). The bias
+//   gradient is computed from the fp32 dout as in fp32 mode. Needs compute capability 8.0.
+//   A shape for which cuDNN offers no acceptable bf16 algorithm (or a GPU older than 8.0) runs
+//   that layer in tf32 instead, with a warning naming it; the plan's descriptors record which.
+// Algorithms that convert down (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, e.g. to fp16) are never
+// allowed. See docs/CUDA.md.
 //
 // Algorithm choice. Deterministic mode: cudnnGet*Algorithm_v7 (heuristics: the same choice on
 // every run) keeping only CUDNN_DETERMINISTIC algorithms. Otherwise cudnnFind*Algorithm
-// (benchmarks every algorithm once, at start-up). Math: fp32 -> CUDNN_FMA_MATH only (no tensor
-// cores); tf32 -> CUDNN_TENSOR_OP_MATH, then each direction runs with the math type its chosen
-// algorithm reported (as cuDNN asks). Conversions to fp16/bf16 are never allowed. bf16 falls back
-// to tf32 (cuda_context.cu warns).
+// (benchmarks every algorithm once, at start-up).
+//
+// Workspace of one plan: [bf16 staging: x | y | w] (bf16 plans only) then cuDNN's scratch, the
+// largest of its three directions. conv_prepare returns the sum; nothing is allocated later.
+#include <cuda_bf16.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +59,9 @@
 // No single convolution direction may ask for more scratch than this (cuDNN's FFT algorithms can
 // want gigabytes); a faster algorithm above it is skipped.
 static const size_t CONV_MAX_WORKSPACE = (size_t)512 << 20;
+
+// Alignment of each part of the workspace (cudaMalloc's own alignment, enough for any kernel).
+static const size_t WORKSPACE_ALIGN = 256;
 
 // ---- kernels ---------------------------------------------------------------------------------
 
@@ -63,6 +88,67 @@ __global__ void bias_grad_kernel(const float *dout, float *dbias, int batch, int
     if (threadIdx.x == 0) dbias[c] = (float)sum;
 }
 
+// out = bf16(in), round to nearest even (NaN stays NaN, overflow gives inf as in any float
+// rounding; bf16 has fp32's exponent range, so only values within half a bf16 ulp of FLT_MAX do).
+__global__ void to_bf16_kernel(const float *in, __nv_bfloat16 *out, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = __float2bfloat16_rn(in[i]);
+}
+
+// out = float(in) (exact), plus bias[c] over a [batch, channels, hw] tensor when bias is given.
+__global__ void from_bf16_kernel(const __nv_bfloat16 *in, const float *bias, size_t n, int channels, int hw,
+                                 float *out) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = __bfloat162float(in[i]);
+        if (bias) v += bias[(i / (size_t)hw) % (size_t)channels];
+        out[i] = v;
+    }
+}
+
+// ---- bf16 staging ----------------------------------------------------------------------------
+
+static size_t align_up(size_t bytes) { return (bytes + WORKSPACE_ALIGN - 1) / WORKSPACE_ALIGN * WORKSPACE_ALIGN; }
+
+// Values of cuDNN's x and y tensors (see the top of the file: they swap for ConvTranspose2d).
+static size_t cudnn_x_count(const ConvShape *s) { return s->transposed ? conv_out_count(s) : conv_in_count(s); }
+static size_t cudnn_y_count(const ConvShape *s) { return s->transposed ? conv_in_count(s) : conv_out_count(s); }
+
+static size_t staging_part(size_t values) { return align_up(values * sizeof(__nv_bfloat16)); }
+
+// Bytes of the bf16 copies of x, y and w at the start of a bf16 plan's workspace.
+static size_t staging_bytes(const ConvShape *s) {
+    return staging_part(cudnn_x_count(s)) + staging_part(cudnn_y_count(s)) + staging_part(conv_weight_count(s));
+}
+
+// The workspace of a bf16 plan, carved up. x, y and w are in cuDNN's terms; each holds an
+// operand or, when cuDNN writes one, its result, in turn (the calls below say which and when).
+typedef struct {
+    __nv_bfloat16 *x, *y, *w;
+    void *cudnn;   // cuDNN's own scratch
+} Staging;
+
+static Staging staging(OpsContext *ctx, const ConvShape *s) {
+    char *base = (char *)ctx->workspace;
+    Staging st;
+    st.x = (__nv_bfloat16 *)base;
+    st.y = (__nv_bfloat16 *)(base + staging_part(cudnn_x_count(s)));
+    st.w = (__nv_bfloat16 *)(base + staging_part(cudnn_x_count(s)) + staging_part(cudnn_y_count(s)));
+    st.cudnn = base + staging_bytes(s);
+    return st;
+}
+
+static void to_bf16(cudaStream_t stream, const float *in, __nv_bfloat16 *out, size_t n) {
+    to_bf16_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, stream>>>(in, out, n);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+// out = float(in) (+ bias[c] when bias is not NULL, for the layer output [batch, channels, hw]).
+static void from_bf16(cudaStream_t stream, const __nv_bfloat16 *in, const float *bias, int channels, int hw,
+                      float *out, size_t n) {
+    from_bf16_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, stream>>>(in, bias, n, channels, hw, out);
+    CUDA_CHECK(cudaGetLastError());
+}
+
 // ---- plans -----------------------------------------------------------------------------------
 
 static int same_shape(const ConvShape *a, const ConvShape *b) {
@@ -74,21 +160,27 @@ static int same_shape(const ConvShape *a, const ConvShape *b) {
 
 static const char *conv_kind(const ConvShape *s) { return s->transposed ? "ConvTranspose2d" : "Conv2d"; }
 
-// FMA only in fp32 mode; never an algorithm that rounds the fp32 inputs down to fp16 / bf16.
-// (DEFAULT is accepted in fp32 mode because the descriptor is forced back to FMA before running.)
+static const char *precision_name(Precision precision) {
+    return precision == PRECISION_FP32 ? "fp32" : precision == PRECISION_TF32 ? "tf32" : "bf16";
+}
+
+// FMA only in fp32 mode; never an algorithm that converts the operands down (to fp16 / bf16 from
+// fp32, or from bf16 to fp16, which would lose bf16's range). DEFAULT is accepted in fp32 mode
+// because the descriptor is forced back to FMA before running.
 static int math_type_allowed(Precision precision, cudnnMathType_t math) {
     if (math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return 0;
     if (precision == PRECISION_FP32) return math == CUDNN_FMA_MATH || math == CUDNN_DEFAULT_MATH;
     return 1;
 }
 
-// The first acceptable entry of a cuDNN perf list (sorted best first by cuDNN); -1 if none.
+// The first acceptable entry at or after `from` of a cuDNN perf list (sorted best first by cuDNN);
+// -1 if none.
 template <typename Perf>
-static int choose_algo(const CudaBackend *b, const Perf *perf, int count) {
-    for (int i = 0; i < count; i++) {
+static int choose_algo(const CudaBackend *b, Precision precision, const Perf *perf, int count, int from) {
+    for (int i = from; i < count; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
         if (b->deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-        if (!math_type_allowed(b->conv_precision, perf[i].mathType)) continue;
+        if (!math_type_allowed(precision, perf[i].mathType)) continue;
         if (perf[i].memory > CONV_MAX_WORKSPACE) continue;
         return i;
     }
@@ -96,72 +188,179 @@ static int choose_algo(const CudaBackend *b, const Perf *perf, int count) {
 }
 
 // The math type a direction runs with: its algorithm's own, except that fp32 stays FMA.
-static cudnnMathType_t run_math_type(const CudaBackend *b, cudnnMathType_t chosen) {
-    return b->conv_precision == PRECISION_FP32 ? CUDNN_FMA_MATH : chosen;
+static cudnnMathType_t run_math_type(Precision precision, cudnnMathType_t chosen) {
+    return precision == PRECISION_FP32 ? CUDNN_FMA_MATH : chosen;
 }
 
-[[noreturn]] static void no_algorithm(const CudaBackend *b, const ConvShape *s, const char *direction) {
+// Room for the reason a bf16 plan could not be made, for the warning.
+enum { WHY_BYTES = 384 };
+
+// A cuDNN status from an algorithm or workspace query: 1 on success. While probing bf16 any
+// failure returns 0 with the reason in why (the layer then runs in tf32: cuDNN answers a data
+// type configuration it lacks with NOT_SUPPORTED or BAD_PARAM, and the descriptors are otherwise
+// those of the fp32 plan); in fp32 and tf32 it stops the program, naming the call.
+static int query_ok(cudnnStatus_t status, Precision precision, const char *call, char *why) {
+    if (status == CUDNN_STATUS_SUCCESS) return 1;
+    char detail[256];
+    cudnnGetLastErrorString(detail, sizeof detail);
+    if (precision == PRECISION_BF16) {
+        snprintf(why, WHY_BYTES, "%s returned %s (%s)", call, cudnnGetErrorString(status), detail);
+        return 0;
+    }
+    fatal_at(__FILE__, __LINE__, "%s failed (precision %s): %s (%s)", call, precision_name(precision),
+             cudnnGetErrorString(status), detail);
+}
+
+// choose_algo found nothing: say so in why.
+static int none_acceptable(const CudaBackend *b, Precision precision, const char *direction, int returned,
+                           char *why) {
+    snprintf(why, WHY_BYTES,
+             "none of the %d %s algorithms cuDNN lists is acceptable (wanted: %ssupported, %s math, at most %zu MiB "
+             "of workspace)", returned, direction, b->deterministic ? "deterministic, " : "",
+             precision == PRECISION_FP32 ? "FMA" : "no down-converting", CONV_MAX_WORKSPACE >> 20);
+    return 0;
+}
+
+[[noreturn]] static void no_algorithm(const ConvShape *s, Precision precision, const char *direction,
+                                      const char *why) {
     fatal_at(__FILE__, __LINE__,
-             "cuDNN offers no %s%s algorithm for %s %d->%d k%d s%d p%d on %dx%d (batch %d) within %zu MiB "
-             "of workspace; try precision tf32 or deterministic off", b->deterministic ? "deterministic " : "",
-             direction, conv_kind(s), s->in_channels, s->out_channels, s->kernel, s->stride, s->pad, s->in_height,
-             s->in_width, s->batch, CONV_MAX_WORKSPACE >> 20);
+             "cuDNN has no %s %s algorithm for %s %d->%d k%d s%d p%d on %dx%d (batch %d): %s; try another "
+             "train.precision, or deterministic off", precision_name(precision), direction, conv_kind(s),
+             s->in_channels, s->out_channels, s->kernel, s->stride, s->pad, s->in_height, s->in_width, s->batch, why);
 }
 
-static void choose_forward(CudaBackend *b, ConvPlan *p) {
+// Each choose_* picks one direction's algorithm for the plan's descriptors as they are set now,
+// sets that direction's math type and workspace size, and returns 1; or returns 0 when cuDNN
+// offers nothing acceptable (only bf16 may then fall back; the caller decides).
+static int choose_forward(CudaBackend *b, ConvPlan *p, Precision precision, char *why) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int returned = 0;
-    if (b->deterministic)
-        CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(b->cudnn, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
-                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
-    else
-        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(b->cudnn, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
-                                                         CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
-    int i = choose_algo(b, perf, returned);
-    if (i < 0) no_algorithm(b, &p->shape, "forward");
-    p->fwd_algo = perf[i].algo;
-    CUDNN_CHECK(cudnnSetConvolutionMathType(p->fwd_conv, run_math_type(b, perf[i].mathType)));
-    CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(b->cudnn, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
-                                                        p->fwd_algo, &p->fwd_workspace));
+    cudnnStatus_t status =
+        b->deterministic
+            ? cudnnGetConvolutionForwardAlgorithm_v7(b->cudnn, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
+                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf)
+            : cudnnFindConvolutionForwardAlgorithm(b->cudnn, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
+                                                   CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf);
+    const char *query =
+        b->deterministic ? "cudnnGetConvolutionForwardAlgorithm_v7" : "cudnnFindConvolutionForwardAlgorithm";
+    if (!query_ok(status, precision, query, why)) return 0;
+    for (int i = choose_algo(b, precision, perf, returned, 0); i >= 0;
+         i = choose_algo(b, precision, perf, returned, i + 1)) {
+        p->fwd_algo = perf[i].algo;
+        CUDNN_CHECK(cudnnSetConvolutionMathType(p->fwd_conv, run_math_type(precision, perf[i].mathType)));
+        status = cudnnGetConvolutionForwardWorkspaceSize(b->cudnn, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
+                                                         p->fwd_algo, &p->fwd_workspace);
+        if (!query_ok(status, precision, "cudnnGetConvolutionForwardWorkspaceSize", why)) return 0;
+        if (p->fwd_workspace <= CONV_MAX_WORKSPACE) return 1;   // the real size, not the list's estimate
+    }
+    return none_acceptable(b, precision, "forward", returned, why);
 }
 
-static void choose_backward_data(CudaBackend *b, ConvPlan *p) {
+static int choose_backward_data(CudaBackend *b, ConvPlan *p, Precision precision, char *why) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int returned = 0;
-    if (b->deterministic)
-        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(b->cudnn, p->w_desc, p->y_desc, p->bwd_data_conv,
-                                                                p->x_desc, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                                &returned, perf));
-    else
-        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(b->cudnn, p->w_desc, p->y_desc, p->bwd_data_conv,
-                                                              p->x_desc, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                              &returned, perf));
-    int i = choose_algo(b, perf, returned);
-    if (i < 0) no_algorithm(b, &p->shape, "backward-data");
-    p->bwd_data_algo = perf[i].algo;
-    CUDNN_CHECK(cudnnSetConvolutionMathType(p->bwd_data_conv, run_math_type(b, perf[i].mathType)));
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(b->cudnn, p->w_desc, p->y_desc, p->bwd_data_conv,
-                                                             p->x_desc, p->bwd_data_algo, &p->bwd_data_workspace));
+    cudnnStatus_t status =
+        b->deterministic
+            ? cudnnGetConvolutionBackwardDataAlgorithm_v7(b->cudnn, p->w_desc, p->y_desc, p->bwd_data_conv,
+                                                          p->x_desc, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                                                          &returned, perf)
+            : cudnnFindConvolutionBackwardDataAlgorithm(b->cudnn, p->w_desc, p->y_desc, p->bwd_data_conv, p->x_desc,
+                                                        CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf);
+    const char *query =
+        b->deterministic ? "cudnnGetConvolutionBackwardDataAlgorithm_v7" : "cudnnFindConvolutionBackwardDataAlgorithm";
+    if (!query_ok(status, precision, query, why)) return 0;
+    for (int i = choose_algo(b, precision, perf, returned, 0); i >= 0;
+         i = choose_algo(b, precision, perf, returned, i + 1)) {
+        p->bwd_data_algo = perf[i].algo;
+        CUDNN_CHECK(cudnnSetConvolutionMathType(p->bwd_data_conv, run_math_type(precision, perf[i].mathType)));
+        status = cudnnGetConvolutionBackwardDataWorkspaceSize(b->cudnn, p->w_desc, p->y_desc, p->bwd_data_conv,
+                                                              p->x_desc, p->bwd_data_algo, &p->bwd_data_workspace);
+        if (!query_ok(status, precision, "cudnnGetConvolutionBackwardDataWorkspaceSize", why)) return 0;
+        if (p->bwd_data_workspace <= CONV_MAX_WORKSPACE) return 1;   // the real size, not the list's estimate
+    }
+    return none_acceptable(b, precision, "backward-data", returned, why);
 }
 
-static void choose_backward_filter(CudaBackend *b, ConvPlan *p) {
+static int choose_backward_filter(CudaBackend *b, ConvPlan *p, Precision precision, char *why) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int returned = 0;
-    if (b->deterministic)
-        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(b->cudnn, p->x_desc, p->y_desc, p->bwd_filter_conv,
-                                                                  p->w_desc, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                                  &returned, perf));
-    else
-        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(b->cudnn, p->x_desc, p->y_desc, p->bwd_filter_conv,
-                                                                p->w_desc, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                                &returned, perf));
-    int i = choose_algo(b, perf, returned);
-    if (i < 0) no_algorithm(b, &p->shape, "backward-filter");
-    p->bwd_filter_algo = perf[i].algo;
-    CUDNN_CHECK(cudnnSetConvolutionMathType(p->bwd_filter_conv, run_math_type(b, perf[i].mathType)));
-    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(b->cudnn, p->x_desc, p->y_desc, p->bwd_filter_conv,
-                                                               p->w_desc, p->bwd_filter_algo,
-                                                               &p->bwd_filter_workspace));
+    cudnnStatus_t status =
+        b->deterministic
+            ? cudnnGetConvolutionBackwardFilterAlgorithm_v7(b->cudnn, p->x_desc, p->y_desc, p->bwd_filter_conv,
+                                                            p->w_desc, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                            &returned, perf)
+            : cudnnFindConvolutionBackwardFilterAlgorithm(b->cudnn, p->x_desc, p->y_desc, p->bwd_filter_conv,
+                                                          p->w_desc, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                          &returned, perf);
+    const char *query = b->deterministic ? "cudnnGetConvolutionBackwardFilterAlgorithm_v7"
+                                         : "cudnnFindConvolutionBackwardFilterAlgorithm";
+    if (!query_ok(status, precision, query, why)) return 0;
+    for (int i = choose_algo(b, precision, perf, returned, 0); i >= 0;
+         i = choose_algo(b, precision, perf, returned, i + 1)) {
+        p->bwd_filter_algo = perf[i].algo;
+        CUDNN_CHECK(cudnnSetConvolutionMathType(p->bwd_filter_conv, run_math_type(precision, perf[i].mathType)));
+        status = cudnnGetConvolutionBackwardFilterWorkspaceSize(b->cudnn, p->x_desc, p->y_desc, p->bwd_filter_conv,
+                                                                p->w_desc, p->bwd_filter_algo,
+                                                                &p->bwd_filter_workspace);
+        if (!query_ok(status, precision, "cudnnGetConvolutionBackwardFilterWorkspaceSize", why)) return 0;
+        if (p->bwd_filter_workspace <= CONV_MAX_WORKSPACE) return 1;   // the real size, not the list's estimate
+    }
+    return none_acceptable(b, precision, "backward-filter", returned, why);
+}
+
+// All three directions; NULL on success, else the direction that failed (why says how).
+static const char *choose_algorithms(CudaBackend *b, ConvPlan *p, Precision precision, char *why) {
+    if (!choose_forward(b, p, precision, why)) return "forward";
+    if (!choose_backward_data(b, p, precision, why)) return "backward-data";
+    if (!choose_backward_filter(b, p, precision, why)) return "backward-filter";
+    return NULL;
+}
+
+// (Re)describe the plan's tensors for `precision`: fp32 tensors for fp32 and tf32, bf16 tensors
+// for bf16; the convolutions always compute in fp32 (cuDNN's PSEUDO_BFLOAT16 configuration for
+// bf16). The math type set here is the one the algorithm query honours: FMA only for fp32, tensor
+// cores allowed (without down-conversion) otherwise.
+static void describe(ConvPlan *p, Precision precision) {
+    const ConvShape *s = &p->shape;
+    int x_c, x_h, x_w, y_c, y_h, y_w, filter_k, filter_c;
+    if (s->transposed) {
+        x_c = s->out_channels; x_h = s->out_height; x_w = s->out_width;
+        y_c = s->in_channels;  y_h = s->in_height;  y_w = s->in_width;
+        filter_k = s->in_channels; filter_c = s->out_channels;
+    } else {
+        x_c = s->in_channels;  x_h = s->in_height;  x_w = s->in_width;
+        y_c = s->out_channels; y_h = s->out_height; y_w = s->out_width;
+        filter_k = s->out_channels; filter_c = s->in_channels;
+    }
+    const cudnnDataType_t type = precision == PRECISION_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NCHW, type, s->batch, x_c, x_h, x_w));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y_desc, CUDNN_TENSOR_NCHW, type, s->batch, y_c, y_h, y_w));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w_desc, type, CUDNN_TENSOR_NCHW, filter_k, filter_c, s->kernel,
+                                           s->kernel));
+    const cudnnMathType_t query_math = precision == PRECISION_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+    cudnnConvolutionDescriptor_t convs[3] = {p->fwd_conv, p->bwd_data_conv, p->bwd_filter_conv};
+    for (int i = 0; i < 3; i++) {
+        CUDNN_CHECK(cudnnSetConvolution2dDescriptor(convs[i], s->pad, s->pad, s->stride, s->stride, 1, 1,
+                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+        CUDNN_CHECK(cudnnSetConvolutionMathType(convs[i], query_math));
+    }
+
+    // cuDNN must agree on the output size, or our shape formula and its descriptors disagree.
+    int n, c, h, w;
+    CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->fwd_conv, p->x_desc, p->w_desc, &n, &c, &h, &w));
+    CHECK(n == s->batch && c == y_c && h == y_h && w == y_w,
+          "conv_prepare: cuDNN computes a %dx%dx%dx%d result for %s %d->%d k%d s%d p%d on %dx%d, expected %dx%dx%dx%d",
+          n, c, h, w, conv_kind(s), s->in_channels, s->out_channels, s->kernel, s->stride, s->pad, s->in_height,
+          s->in_width, s->batch, y_c, y_h, y_w);
+}
+
+// A plan runs in bf16 when its descriptors say so (conv_prepare may have put a layer in tf32).
+static int plan_is_bf16(const ConvPlan *p) {
+    cudnnDataType_t type;
+    cudnnTensorFormat_t format;
+    int k, c, h, w;
+    CUDNN_CHECK(cudnnGetFilter4dDescriptor(p->w_desc, &type, &format, &k, &c, &h, &w));
+    return type == CUDNN_DATA_BFLOAT16;
 }
 
 size_t cuda_conv_prepare(OpsContext *ctx, ConvShape *s) {
@@ -189,49 +388,41 @@ size_t cuda_conv_prepare(OpsContext *ctx, ConvShape *s) {
     memset(p, 0, sizeof *p);
     p->shape = *s;
     p->shape.plan = -1;
-
-    // cuDNN's x / y / filter in its own terms (see the top of the file).
-    int x_c, x_h, x_w, y_c, y_h, y_w, filter_k, filter_c;
-    if (s->transposed) {
-        x_c = s->out_channels; x_h = s->out_height; x_w = s->out_width;
-        y_c = s->in_channels;  y_h = s->in_height;  y_w = s->in_width;
-        filter_k = s->in_channels; filter_c = s->out_channels;
-    } else {
-        x_c = s->in_channels;  x_h = s->in_height;  x_w = s->in_width;
-        y_c = s->out_channels; y_h = s->out_height; y_w = s->out_width;
-        filter_k = s->out_channels; filter_c = s->in_channels;
-    }
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x_desc));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y_desc));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->w_desc));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->batch, x_c, x_h, x_w));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->batch, y_c, y_h, y_w));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, filter_k, filter_c,
-                                           s->kernel, s->kernel));
-    // Query with FMA only (fp32) or with tensor cores allowed (tf32): the query honours it.
-    const cudnnMathType_t query_math = b->conv_precision == PRECISION_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
-    cudnnConvolutionDescriptor_t *convs[3] = {&p->fwd_conv, &p->bwd_data_conv, &p->bwd_filter_conv};
-    for (int i = 0; i < 3; i++) {
-        CUDNN_CHECK(cudnnCreateConvolutionDescriptor(convs[i]));
-        CUDNN_CHECK(cudnnSetConvolution2dDescriptor(*convs[i], s->pad, s->pad, s->stride, s->stride, 1, 1,
-                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-        CUDNN_CHECK(cudnnSetConvolutionMathType(*convs[i], query_math));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->fwd_conv));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->bwd_data_conv));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->bwd_filter_conv));
+
+    // The precision asked for. bf16 is tried first and, where cuDNN cannot do a layer in bf16,
+    // the layer runs in tf32 (the closest faster-than-fp32 mode) rather than stopping the run.
+    Precision precision = ctx->precision;
+    char why[WHY_BYTES] = "";
+    if (precision == PRECISION_BF16) {
+        if (b->props.major < 8)
+            snprintf(why, sizeof why, "the GPU has compute capability %d.%d and bf16 convolutions need 8.0",
+                     b->props.major, b->props.minor);
+        else
+            describe(p, PRECISION_BF16);
+        if (b->props.major < 8 || choose_algorithms(b, p, PRECISION_BF16, why)) {
+            if (launcher_rank() == 0)
+                log_warn("precision bf16: %s %d->%d k%d s%d p%d on %dx%d (batch %d) runs in tf32: %s",
+                         conv_kind(s), s->in_channels, s->out_channels, s->kernel, s->stride, s->pad, s->in_height,
+                         s->in_width, s->batch, why);
+            precision = PRECISION_TF32;
+        }
+    }
+    if (precision != PRECISION_BF16) {
+        describe(p, precision);
+        const char *failed = choose_algorithms(b, p, precision, why);
+        if (failed) no_algorithm(s, precision, failed, why);
     }
 
-    // cuDNN must agree on the output size, or our shape formula and its descriptors disagree.
-    int n, c, h, w;
-    CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->fwd_conv, p->x_desc, p->w_desc, &n, &c, &h, &w));
-    CHECK(n == s->batch && c == y_c && h == y_h && w == y_w,
-          "conv_prepare: cuDNN computes a %dx%dx%dx%d result for %s %d->%d k%d s%d p%d on %dx%d, expected %dx%dx%dx%d",
-          n, c, h, w, conv_kind(s), s->in_channels, s->out_channels, s->kernel, s->stride, s->pad, s->in_height,
-          s->in_width, s->batch, y_c, y_h, y_w);
-
-    choose_forward(b, p);
-    choose_backward_data(b, p);
-    choose_backward_filter(b, p);
-    p->workspace_bytes = p->fwd_workspace;
-    if (p->bwd_data_workspace > p->workspace_bytes) p->workspace_bytes = p->bwd_data_workspace;
-    if (p->bwd_filter_workspace > p->workspace_bytes) p->workspace_bytes = p->bwd_filter_workspace;
+    size_t cudnn_bytes = p->fwd_workspace;
+    if (p->bwd_data_workspace > cudnn_bytes) cudnn_bytes = p->bwd_data_workspace;
+    if (p->bwd_filter_workspace > cudnn_bytes) cudnn_bytes = p->bwd_filter_workspace;
+    p->workspace_bytes = precision == PRECISION_BF16 ? staging_bytes(s) + cudnn_bytes : cudnn_bytes;
 
     s->plan = b->plan_count++;
     return p->workspace_bytes;
@@ -266,10 +457,74 @@ static const ConvPlan *plan_for(OpsContext *ctx, const ConvShape *s, const char 
     return p;
 }
 
+// ---- bf16 calls (see the top of the file) ----------------------------------------------------
+
+static void forward_bf16(OpsContext *ctx, const ConvShape *s, const ConvPlan *p, const float *in,
+                         const float *weight, const float *bias, float *out) {
+    CudaBackend *b = cuda_backend(ctx);
+    const Staging st = staging(ctx, s);
+    const float one = 1.0f, zero = 0.0f;   // scaling factors are float for bf16 tensors
+    to_bf16(b->stream, weight, st.w, conv_weight_count(s));
+    if (!s->transposed) {
+        to_bf16(b->stream, in, st.x, conv_in_count(s));
+        CUDNN_CHECK(cudnnConvolutionForward(b->cudnn, &one, p->x_desc, st.x, p->w_desc, st.w, p->fwd_conv,
+                                            p->fwd_algo, st.cudnn, p->fwd_workspace, &zero, p->y_desc, st.y));
+    } else {
+        to_bf16(b->stream, in, st.y, conv_in_count(s));
+        CUDNN_CHECK(cudnnConvolutionBackwardData(b->cudnn, &one, p->w_desc, st.w, p->y_desc, st.y, p->bwd_data_conv,
+                                                 p->bwd_data_algo, st.cudnn, p->bwd_data_workspace, &zero, p->x_desc,
+                                                 st.x));
+    }
+    const __nv_bfloat16 *result = s->transposed ? st.x : st.y;
+    from_bf16(b->stream, result, s->has_bias ? bias : NULL, s->out_channels, s->out_height * s->out_width, out,
+              conv_out_count(s));
+}
+
+// The filter gradient first: it reads the bf16 layer input and dout, and its bf16 result goes
+// through the w buffer before the weight itself is converted there for the data gradient, which
+// then overwrites the (no longer needed) bf16 layer input with din. All on the one stream, so
+// each step sees the previous one's writes.
+static void backward_bf16(OpsContext *ctx, const ConvShape *s, const ConvPlan *p, const float *in,
+                          const float *weight, const float *dout, float *din, float *dweight) {
+    CudaBackend *b = cuda_backend(ctx);
+    const Staging st = staging(ctx, s);
+    const float one = 1.0f, zero = 0.0f;
+    // cuDNN's x is the layer input for Conv2d and the layer output for ConvTranspose2d; y the other.
+    __nv_bfloat16 *in_b = s->transposed ? st.y : st.x;     // bf16 layer input, later din
+    __nv_bfloat16 *dout_b = s->transposed ? st.x : st.y;   // bf16 dout
+    to_bf16(b->stream, dout, dout_b, conv_out_count(s));
+    if (dweight) {
+        to_bf16(b->stream, in, in_b, conv_in_count(s));
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(b->cudnn, &one, p->x_desc, st.x, p->y_desc, st.y,
+                                                   p->bwd_filter_conv, p->bwd_filter_algo, st.cudnn,
+                                                   p->bwd_filter_workspace, &zero, p->w_desc, st.w));
+        from_bf16(b->stream, st.w, NULL, 1, 1, dweight, conv_weight_count(s));
+    }
+    if (din) {
+        to_bf16(b->stream, weight, st.w, conv_weight_count(s));
+        if (!s->transposed)
+            CUDNN_CHECK(cudnnConvolutionBackwardData(b->cudnn, &one, p->w_desc, st.w, p->y_desc, st.y,
+                                                     p->bwd_data_conv, p->bwd_data_algo, st.cudnn,
+                                                     p->bwd_data_workspace, &zero, p->x_desc, st.x));
+        else
+            CUDNN_CHECK(cudnnConvolutionForward(b->cudnn, &one, p->x_desc, st.x, p->w_desc, st.w, p->fwd_conv,
+                                                p->fwd_algo, st.cudnn, p->fwd_workspace, &zero, p->y_desc, st.y));
+        from_bf16(b->stream, in_b, NULL, 1, 1, din, conv_in_count(s));
+    }
+}
+
+// ---- ops -------------------------------------------------------------------------------------
+
 void cuda_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight,
                        const float *bias, float *out) {
     CudaBackend *b = cuda_backend(ctx);
     const ConvPlan *p = plan_for(ctx, s, "conv_forward");
+    CHECK(!s->has_bias || bias != NULL, "conv_forward: %s %d->%d has a bias but none was passed", conv_kind(s),
+          s->in_channels, s->out_channels);
+    if (plan_is_bf16(p)) {
+        forward_bf16(ctx, s, p, in, weight, bias, out);
+        return;
+    }
     const float one = 1.0f, zero = 0.0f;   // beta = 0: out is overwritten and never read
     if (!s->transposed)
         CUDNN_CHECK(cudnnConvolutionForward(b->cudnn, &one, p->x_desc, in, p->w_desc, weight, p->fwd_conv, p->fwd_algo,
@@ -279,7 +534,6 @@ void cuda_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, con
                                                  p->bwd_data_algo, ctx->workspace, p->bwd_data_workspace, &zero,
                                                  p->x_desc, out));
     if (s->has_bias) {
-        CHECK(bias != NULL, "conv_forward: %s has a bias but none was passed", conv_kind(s));
         size_t hw = (size_t)s->out_height * (size_t)s->out_width;
         size_t total = conv_out_count(s);
         add_bias_kernel<<<cuda_grid(total, CUDA_BLOCK), CUDA_BLOCK, 0, b->stream>>>(out, bias, total, s->out_channels,
@@ -292,24 +546,30 @@ void cuda_conv_backward(OpsContext *ctx, const ConvShape *s, const float *in, co
                         const float *dout, float *din, float *dweight, float *dbias) {
     CudaBackend *b = cuda_backend(ctx);
     const ConvPlan *p = plan_for(ctx, s, "conv_backward");
-    const float one = 1.0f, zero = 0.0f;   // beta = 0: gradients are overwritten
-    if (din) {
-        if (!s->transposed)
-            CUDNN_CHECK(cudnnConvolutionBackwardData(b->cudnn, &one, p->w_desc, weight, p->y_desc, dout,
-                                                     p->bwd_data_conv, p->bwd_data_algo, ctx->workspace,
-                                                     p->bwd_data_workspace, &zero, p->x_desc, din));
-        else
-            CUDNN_CHECK(cudnnConvolutionForward(b->cudnn, &one, p->x_desc, dout, p->w_desc, weight, p->fwd_conv,
-                                                p->fwd_algo, ctx->workspace, p->fwd_workspace, &zero, p->y_desc, din));
+    if (plan_is_bf16(p)) {
+        backward_bf16(ctx, s, p, in, weight, dout, din, dweight);
+    } else {
+        const float one = 1.0f, zero = 0.0f;   // beta = 0: gradients are overwritten
+        if (din) {
+            if (!s->transposed)
+                CUDNN_CHECK(cudnnConvolutionBackwardData(b->cudnn, &one, p->w_desc, weight, p->y_desc, dout,
+                                                         p->bwd_data_conv, p->bwd_data_algo, ctx->workspace,
+                                                         p->bwd_data_workspace, &zero, p->x_desc, din));
+            else
+                CUDNN_CHECK(cudnnConvolutionForward(b->cudnn, &one, p->x_desc, dout, p->w_desc, weight, p->fwd_conv,
+                                                    p->fwd_algo, ctx->workspace, p->fwd_workspace, &zero, p->y_desc,
+                                                    din));
+        }
+        if (dweight) {
+            // cuDNN x is the layer input for Conv2d and dout for ConvTranspose2d; dy the other one.
+            const float *x = s->transposed ? dout : in;
+            const float *dy = s->transposed ? in : dout;
+            CUDNN_CHECK(cudnnConvolutionBackwardFilter(b->cudnn, &one, p->x_desc, x, p->y_desc, dy,
+                                                       p->bwd_filter_conv, p->bwd_filter_algo, ctx->workspace,
+                                                       p->bwd_filter_workspace, &zero, p->w_desc, dweight));
+        }
     }
-    if (dweight) {
-        // cuDNN x is the layer input for Conv2d and dout for ConvTranspose2d; dy the other one.
-        const float *x = s->transposed ? dout : in;
-        const float *dy = s->transposed ? in : dout;
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(b->cudnn, &one, p->x_desc, x, p->y_desc, dy, p->bwd_filter_conv,
-                                                   p->bwd_filter_algo, ctx->workspace, p->bwd_filter_workspace, &zero,
-                                                   p->w_desc, dweight));
-    }
+    // The bias gradient is the same fp32 reduction of dout in every precision.
     if (s->has_bias && dbias) {
         int hw = s->out_height * s->out_width;
         bias_grad_kernel<<<s->out_channels, CUDA_BLOCK, 0, b->stream>>>(dout, dbias, s->batch, s->out_channels, hw);

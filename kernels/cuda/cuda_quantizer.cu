@@ -136,8 +136,10 @@ __global__ void codebook_grad_kernel(const float *codebook, const float *counts,
 
 // EMA cluster sizes, in one block (k is small): N = N keep + take counts; n = sum N (in double, a
 // fixed tree); N = (N + eps) / (n + k eps) * n.
+// `state` (may be NULL): the step's verdict; a skipped step leaves the buffers as they are.
 __global__ void ema_cluster_size_kernel(float *cluster_size, const float *counts, int k, float keep, float take,
-                                        float epsilon, float k_epsilon) {
+                                        float epsilon, float k_epsilon, const StepState *state) {
+    if (state && !state->finite) return;
     double local = 0.0;
     for (int j = threadIdx.x; j < k; j += blockDim.x) {
         float size = __fadd_rn(__fmul_rn(cluster_size[j], keep), __fmul_rn(take, counts[j]));
@@ -152,7 +154,8 @@ __global__ void ema_cluster_size_kernel(float *cluster_size, const float *counts
 
 // m = m keep + take sums; e = m / N (N the smoothed cluster sizes).
 __global__ void ema_codebook_kernel(float *ema_w, float *codebook, const float *cluster_size, const float *sums,
-                                    size_t total, int d, float keep, float take) {
+                                    size_t total, int d, float keep, float take, const StepState *state) {
+    if (state && !state->finite) return;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
         float w = __fadd_rn(__fmul_rn(ema_w[e], keep), __fmul_rn(take, sums[e]));
         ema_w[e] = w;
@@ -221,17 +224,18 @@ void cuda_vq_codebook_grad(OpsContext *ctx, const float *codebook, const float *
 }
 
 void cuda_ema_update(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *counts,
-                     const float *sums, int k, int d, float decay, float epsilon) {
+                     const float *sums, int k, int d, float decay, float epsilon, const StepState *state) {
     CHECK(k > 0 && d > 0, "ema_update needs k > 0 and d > 0; got k=%d d=%d", k, d);
     cudaStream_t stream = cuda_stream(ctx);
     // The scalars as the CPU backend forms them: in double, rounded to float once.
     const float keep = decay;
     const float take = (float)(1.0 - (double)decay);
     const float k_epsilon = (float)((double)k * (double)epsilon);
-    ema_cluster_size_kernel<<<1, 1024, 0, stream>>>(cluster_size, counts, k, keep, take, epsilon, k_epsilon);
+    ema_cluster_size_kernel<<<1, 1024, 0, stream>>>(cluster_size, counts, k, keep, take, epsilon, k_epsilon,
+                                                                   state);
     CUDA_CHECK(cudaGetLastError());
     size_t total = (size_t)k * (size_t)d;
     ema_codebook_kernel<<<cuda_grid(total, CUDA_BLOCK), CUDA_BLOCK, 0, stream>>>(ema_w, codebook, cluster_size, sums,
-                                                                               total, d, keep, take);
+                                                                               total, d, keep, take, state);
     CUDA_CHECK(cudaGetLastError());
 }

@@ -25,12 +25,26 @@ int launcher_world(void) {
     return env_int(names, 1);
 }
 
+// kind: "error", "warning", or NULL for none. The whole line is formatted first and written with one call, so lines of ranks sharing a
+// terminal or log file (unbuffered stderr under mpirun) do not interleave mid-line.
 static void print_prefixed(FILE *f, const char *kind, const char *fmt, va_list ap) {
-    if (launcher_world() > 1) fprintf(f, "[rank %d] ", launcher_rank());
-    fprintf(f, "%s: ", kind);
-    vfprintf(f, fmt, ap);
-    fputc('\n', f);
+    char line[4096];
+    int used = 0;
+    if (launcher_world() > 1) used = snprintf(line, sizeof line, "[rank %d] ", launcher_rank());
+    if (kind) used += snprintf(line + used, sizeof line - (size_t)used, "%s: ", kind);
+    if ((size_t)used < sizeof line) vsnprintf(line + used, sizeof line - (size_t)used, fmt, ap);
+    size_t n = strlen(line);
+    if (n == sizeof line - 1) line[n - 1] = '\n';   // truncated: still end the line
+    else line[n++] = '\n';
+    fwrite(line, 1, n, f);
     fflush(f);
+}
+
+__attribute__((format(printf, 2, 3))) static void print_line(FILE *f, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    print_prefixed(f, NULL, fmt, ap);
+    va_end(ap);
 }
 
 void fatal(const char *fmt, ...) {
@@ -44,14 +58,12 @@ void fatal(const char *fmt, ...) {
 
 void fatal_at(const char *file, int line, const char *fmt, ...) {
     fflush(stdout);
-    if (launcher_world() > 1) fprintf(stderr, "[rank %d] ", launcher_rank());
-    fprintf(stderr, "error at %s:%d: ", file, line);
+    char message[3072];
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
+    print_line(stderr, "error at %s:%d: %s", file, line, message);
     exit(EXIT_ERROR);
 }
 
@@ -63,6 +75,13 @@ void log_info(const char *fmt, ...) {
     va_end(ap);
     fputc('\n', stdout);
     fflush(stdout);
+}
+
+void log_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    print_prefixed(stderr, "error", fmt, ap);
+    va_end(ap);
 }
 
 void log_warn(const char *fmt, ...) {

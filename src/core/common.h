@@ -28,6 +28,7 @@ int launcher_world(void);
 
 __attribute__((format(printf, 1, 2))) void log_info(const char *fmt, ...);  // rank 0 only, stdout
 __attribute__((format(printf, 1, 2))) void log_warn(const char *fmt, ...);  // any rank, stderr
+__attribute__((format(printf, 1, 2))) void log_error(const char *fmt, ...); // any rank, stderr; does not exit
 
 // Write a formatted message into err[err_len]; returns -1 so callers can `return set_error(...)`.
 __attribute__((format(printf, 3, 4))) int set_error(char *err, size_t err_len, const char *fmt, ...);

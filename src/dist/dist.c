@@ -64,15 +64,17 @@ void dist_abort(Dist *d, int code) {
     dist_die(code);
 }
 
-void dist_timeout_abort(Dist *d, const char *name) {
+void dist_timeout_abort_at(Dist *d, const char *name, int64_t step, const char *note) {
     fflush(stdout);
     fprintf(stderr,
             "[rank %d] error: collective '%s' at step %lld got no answer from the other ranks within "
-            "dist.timeout_s=%g s: a rank died or hangs (see its log); aborting the job\n",
-            d->rank, name, (long long)d->current_step, d->timeout_s);
+            "dist.timeout_s=%g s: a rank died or hangs (see its log)%s%s; aborting the job\n",
+            d->rank, name, (long long)step, d->timeout_s, note ? "; " : "", note ? note : "");
     fflush(stderr);
     dist_abort(d, EXIT_COLLECTIVE_TIMEOUT);
 }
+
+void dist_timeout_abort(Dist *d, const char *name) { dist_timeout_abort_at(d, name, d->current_step, NULL); }
 
 // Spin for the first 100 us: a collective among healthy ranks usually completes by then, and
 // Open MPI progresses only inside MPI calls, so testing often keeps large transfers moving. Then
@@ -196,7 +198,10 @@ void dist_setup_comm(Dist *d, OpsContext *ctx, const char *backend, double timeo
         want_nccl = 0;
     }
     if (d->world > 1) want_nccl = dist_agree_any(d, !want_nccl) ? 0 : want_nccl;
-    if (d->world == 1) want_nccl = 0;   // nobody to talk to: no communicator at all
+    // Nobody to talk to: no communicator at all, unless NCCL was asked for by name. A one-rank
+    // NCCL communicator runs the whole NCCL path (enqueue, events, dist_sync) on one GPU: it is
+    // how that path is tested on a machine with one GPU (tests/scripts/test_gpu_nccl.sh).
+    if (d->world == 1 && strcmp(backend, "nccl") != 0) want_nccl = 0;
 
     d->backend = want_nccl ? DIST_BACKEND_NCCL : DIST_BACKEND_MPI;
     if (want_nccl) {
@@ -272,12 +277,13 @@ static void divide_by_world(float *x, size_t n, int world) {
 }
 
 void dist_allreduce(Dist *d, OpsContext *ctx, float *buf, size_t n, int average) {
-    if (d->world == 1 || n == 0) return;
+    if (n == 0) return;
     DistImpl *im = d->impl;
-    if (im->nccl) {
+    if (im->nccl) {   // enqueued only; dist_sync checks completion
         dist_nccl_allreduce(d, im->nccl, ctx, buf, n, average);
         return;
     }
+    if (d->world == 1) return;
     if (ctx->kind == BACKEND_CPU) {
         host_allreduce_f32(d, buf, n, "allreduce");
         if (average) divide_by_world(buf, n, d->world);
@@ -297,12 +303,13 @@ void dist_allreduce(Dist *d, OpsContext *ctx, float *buf, size_t n, int average)
 }
 
 void dist_broadcast(Dist *d, OpsContext *ctx, float *buf, size_t n, int root) {
-    if (d->world == 1 || n == 0) return;
+    if (n == 0) return;
     DistImpl *im = d->impl;
     if (im->nccl) {
         dist_nccl_broadcast(d, im->nccl, ctx, buf, n, root);
         return;
     }
+    if (d->world == 1) return;
     if (ctx->kind == BACKEND_CPU) {
         host_broadcast_bytes(d, buf, n * sizeof(float), root, "broadcast");
         return;
@@ -317,6 +324,18 @@ void dist_broadcast(Dist *d, OpsContext *ctx, float *buf, size_t n, int root) {
             ctx->ops->synchronize(ctx);   // the copy reads the stage, which the next piece overwrites
         }
     }
+}
+
+void dist_sync(Dist *d, OpsContext *ctx) {
+    DistImpl *im = d->impl;
+    // MPI collectives (host or staged) return complete: nothing is in flight.
+    if (im && im->nccl) dist_nccl_sync(d, im->nccl, ctx);
+}
+
+int dist_graph_capturable(const Dist *d) {
+    const DistImpl *im = d->impl;
+    if (im && im->nccl) return 1;
+    return d->world == 1;   // the collectives return at once: nothing to capture
 }
 
 void dist_allreduce_host_f64(Dist *d, double *buf, size_t n) {
@@ -351,4 +370,13 @@ void dist_barrier(Dist *d) {
     MPI_Request req;
     MPI_CHECK(MPI_Ibarrier(im->world, &req));
     dist_mpi_wait(d, &req, "barrier");
+}
+
+void dist_allgather_u64(Dist *d, uint64_t value, uint64_t *all) {
+    all[0] = value;
+    if (d->world == 1) return;
+    DistImpl *im = d->impl;
+    MPI_Request req;
+    MPI_CHECK(MPI_Iallgather(&value, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, im->world, &req));
+    dist_mpi_wait(d, &req, "allgather");
 }

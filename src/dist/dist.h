@@ -2,7 +2,16 @@
 // implementations behind one interface: MPI (host buffers; on the CUDA backend staged through the
 // host, which allows several ranks on one GPU for testing) and NCCL (device buffers, a dedicated
 // stream, non-blocking communicator so a dead peer is detected by a timeout). Without mpirun the
-// program runs as world 1 and no collective communicates.
+// program runs as world 1 and no collective communicates (except with dist.backend=nccl asked for
+// explicitly: a one-rank NCCL communicator, so the NCCL path can be tested on one GPU).
+//
+// When the host waits. MPI collectives return complete. NCCL device collectives (dist_allreduce,
+// dist_broadcast) are only enqueued on the GPU: the host returns at once and later work on the
+// compute stream is ordered after them, so a step has no host sync and can be captured in a CUDA
+// graph. Their completion is checked by dist_sync, bounded by dist.timeout_s. THE RULE: after
+// device collectives, call dist_sync before any ops call that waits for the compute stream
+// (to_host, synchronize, release, ops_context_destroy): those wait without a bound, so a dead
+// peer would hang them forever, while dist_sync ends the job with EXIT_COLLECTIVE_TIMEOUT.
 //
 // Every collective decision (stop, skip a non-finite step, save) goes through dist_agree_any, an
 // all-reduce of a flag, never taken by one rank alone.
@@ -47,15 +56,39 @@ __attribute__((noreturn)) void dist_abort(Dist *d, int code);
 int dist_local_device(const Dist *d, int device_count);
 
 // In-place sum over ranks of a device buffer (the context's memory). average = 1 divides by world.
-// Returns when the result is in buf (NCCL: the host waits for the collective, bounded by the
-// timeout; later work on the compute stream is ordered after it).
+// MPI: returns with the result in buf. NCCL: enqueues the all-reduce after the work already on
+// the compute stream and returns; later work on the compute stream sees the result, the host
+// must dist_sync before reading it (see the rule above). Set d->current_step first: it names the
+// step in timeout messages and bounds how far the host runs ahead of the GPU (see dist_sync).
 void dist_allreduce(Dist *d, OpsContext *ctx, float *buf, size_t n, int average);
 // In-place sum over ranks of a small host buffer of doubles (metrics).
 void dist_allreduce_host_f64(Dist *d, double *buf, size_t n);
 // 1 if flag is nonzero on any rank (a logical OR all-reduce); every rank gets the same answer.
 int dist_agree_any(Dist *d, int flag);
+// all[r] = value of rank r, on every rank (all holds world entries).
+void dist_allgather_u64(Dist *d, uint64_t value, uint64_t *all);
 // Broadcast bytes of host memory from root.
 void dist_broadcast_host(Dist *d, void *buf, size_t bytes, int root);
-// Broadcast a device buffer from root.
+// Broadcast a device buffer from root. Completes like dist_allreduce (NCCL: enqueued only).
 void dist_broadcast(Dist *d, OpsContext *ctx, float *buf, size_t n, int root);
 void dist_barrier(Dist *d);
+
+// Wait until everything enqueued on the compute stream so far is done, device collectives
+// included, bounded by dist.timeout_s; on timeout ncclCommAbort and end the job with
+// EXIT_COLLECTIVE_TIMEOUT, naming the rank and the step of the collective that did not finish
+// (an NCCL error from a peer ends it the same way). Call it at log intervals, before checkpoints,
+// evaluation and parameter checks, and before teardown: before any to_host after collectives.
+// Never while the compute stream is being captured into a CUDA graph (it says so and exits).
+// A no-op on the MPI backend, whose collectives return complete, and without a communicator.
+// Not collective: each rank calls it on its own.
+// Between dist_syncs dist_allreduce keeps the host at most 2 steps (d->current_step) ahead of
+// the GPU's collectives (it waits, bounded, for older ones), so a hang cannot fill the CUDA
+// launch queue and block the host in a kernel launch. Replayed CUDA graphs get no such bound (the
+// collectives inside are not seen here), so with graphs call dist_sync at least every 100 steps.
+void dist_sync(Dist *d, OpsContext *ctx);
+// 1 when dist_allreduce / dist_broadcast may be called while the compute stream is captured into
+// a CUDA graph: NCCL (device-only, stream-ordered), or no communicator at all (world 1: they do
+// nothing). 0 for MPI with several ranks (host-staged: copies to the host, host waits). Valid
+// after dist_setup_comm. NCCL treats capturing as collective: every rank captures the same step
+// and every rank replays it.
+int dist_graph_capturable(const Dist *d);

@@ -32,8 +32,11 @@ __attribute__((noreturn)) void dist_die(int code);
 // Wait for a non-blocking MPI operation, ending the job if it has not completed after
 // d->timeout_s (a peer died or hangs). `name` appears in the timeout message.
 void dist_mpi_wait(Dist *d, MPI_Request *req, const char *name);
-// Print the timeout message for collective `name` and end the job with EXIT_COLLECTIVE_TIMEOUT.
+// Print the timeout message for collective `name` (at d->current_step) and end the job with
+// EXIT_COLLECTIVE_TIMEOUT.
 __attribute__((noreturn)) void dist_timeout_abort(Dist *d, const char *name);
+// The same for a collective enqueued at `step`; `note` (or NULL) is appended to the message.
+__attribute__((noreturn)) void dist_timeout_abort_at(Dist *d, const char *name, int64_t step, const char *note);
 // One pause of a polling loop that has waited `waited_s` so far: spin, then yield, then sleep.
 void dist_poll_pause(double waited_s);
 
@@ -44,8 +47,11 @@ int dist_gpu_shared_on_node(Dist *d, OpsContext *ctx);
 DistNccl *dist_nccl_create(Dist *d, OpsContext *ctx);
 void dist_nccl_destroy(Dist *d, DistNccl *s);
 void dist_nccl_abort(DistNccl *s);   // ncclCommAbort, once; safe to call again
+// Enqueue a collective after the compute stream's work and return (see dist.h).
 void dist_nccl_allreduce(Dist *d, DistNccl *s, OpsContext *ctx, float *buf, size_t n, int average);
 void dist_nccl_broadcast(Dist *d, DistNccl *s, OpsContext *ctx, float *buf, size_t n, int root);
+// dist_sync for NCCL: wait for the compute stream's work, collectives included, with the timeout.
+void dist_nccl_sync(Dist *d, DistNccl *s, OpsContext *ctx);
 // Page-locked host memory for the staging buffer (fast, truly asynchronous copies).
 float *dist_pinned_alloc(size_t floats);
 void dist_pinned_free(float *p);

@@ -5,8 +5,13 @@
 // The communicator is non-blocking (config.blocking = 0): no NCCL call ever blocks the host, so
 // a dead or hung peer shows up as a collective that does not finish, which we detect by polling
 // with a timeout and answer with ncclCommAbort (a blocking communicator would hang in the call).
-// Collectives run on a dedicated stream ordered after the compute stream by events, which leaves
-// room to overlap bucketed gradient all-reduces with backward later.
+//
+// A collective is only enqueued: it runs on a dedicated stream, ordered after the compute stream
+// by one event and before later compute work by another, and the host returns at once. So a
+// training step has no host sync and can be captured in a CUDA graph (the fork/join through
+// events is the pattern stream capture follows across streams), and a separate stream leaves
+// room to overlap bucketed gradient all-reduces with backward later. Completion is checked in
+// dist_sync, and here, bounded, for collectives more than STEPS_AHEAD steps old: see retire().
 #include "dist_internal.h"
 
 #include <stdio.h>
@@ -24,11 +29,28 @@
 // layer's interface and only the NCCL path needs the raw stream.
 extern void *cuda_context_stream(OpsContext *ctx);
 
+enum {
+    // Completion events of the collectives enqueued outside a graph capture and not yet seen
+    // done. More than two steps' worth (2 collectives a step with the EMA quantizer).
+    NCCL_RING = 16,
+    // A collective enqueued at step S first waits (bounded) for those of step S - STEPS_AHEAD and
+    // older. The GPU still has a step of work queued while the host waits, so it never idles for
+    // it; and a hang is caught here within dist.timeout_s, before the host could fill the CUDA
+    // launch queue and block inside a kernel launch, where no timeout reaches it.
+    STEPS_AHEAD = 2,
+};
+
 struct DistNccl {
-    ncclComm_t comm;            // NULL once aborted
-    cudaStream_t stream;        // communication stream
-    cudaEvent_t inputs_ready;   // recorded on the compute stream before a collective
-    cudaEvent_t comm_done;      // recorded on the communication stream after it
+    ncclComm_t comm;             // NULL once aborted
+    cudaStream_t stream;         // communication stream
+    cudaEvent_t inputs_ready;    // recorded on the compute stream before a collective
+    cudaEvent_t captured_done;   // the join event of a collective inside a graph capture
+    cudaEvent_t synced;          // dist_sync's marker on the compute stream; teardown's on ours
+    // The pending collectives, oldest first: ring[head], ..., ring[(head + count - 1) % NCCL_RING].
+    cudaEvent_t ring[NCCL_RING];           // recorded on our stream after the collective
+    int64_t ring_step[NCCL_RING];          // d->current_step when it was enqueued
+    const char *ring_name[NCCL_RING];      // "allreduce", "broadcast"
+    int head, count;
 };
 
 __attribute__((noreturn)) static void lib_fail(const char *lib, const char *call, const char *file, int line,
@@ -55,6 +77,18 @@ __attribute__((noreturn)) static void lib_fail(const char *lib, const char *call
             lib_fail("NCCL", #call, __FILE__, __LINE__, ncclGetErrorString(nccl_rc_));      \
     } while (0)
 
+// cudaEventQuery: 1 when the work before the event is done, 0 while it is not. Any other answer
+// is an error of earlier work (a failed kernel): report it where we polled, with the caller's line.
+#define EVENT_DONE(event) event_done((event), #event, __FILE__, __LINE__)
+static int event_done(cudaEvent_t e, const char *what, const char *file, int line) {
+    cudaError_t q = cudaEventQuery(e);
+    if (q == cudaSuccess) return 1;
+    if (q == cudaErrorNotReady) return 0;
+    char call[128];
+    snprintf(call, sizeof call, "cudaEventQuery(%s)", what);
+    lib_fail("CUDA", call, file, line, cudaGetErrorString(q));
+}
+
 void dist_nccl_abort(DistNccl *s) {
     if (!s || !s->comm) return;
     ncclComm_t comm = s->comm;
@@ -64,33 +98,59 @@ void dist_nccl_abort(DistNccl *s) {
 
 // An asynchronous NCCL error (a peer's connection broke, a network failure): name it, then end
 // the job. Remote and system errors mean a peer is gone: the collective-timeout exit code.
-__attribute__((noreturn)) static void nccl_async_fail(Dist *d, DistNccl *s, const char *name, ncclResult_t st) {
+__attribute__((noreturn)) static void nccl_async_fail(Dist *d, DistNccl *s, const char *name, int64_t step,
+                                                      ncclResult_t st) {
     fflush(stdout);
     fprintf(stderr, "[rank %d] error: NCCL reported '%s' during collective '%s' at step %lld: %s\n", d->rank,
-            ncclGetErrorString(st), name, (long long)d->current_step, ncclGetLastError(s->comm));
+            ncclGetErrorString(st), name, (long long)step, ncclGetLastError(s->comm));
     fflush(stderr);
     dist_nccl_abort(s);
     dist_abort(d, st == ncclRemoteError || st == ncclSystemError ? EXIT_COLLECTIVE_TIMEOUT : EXIT_ERROR);
 }
 
-__attribute__((noreturn)) static void nccl_timeout(Dist *d, DistNccl *s, const char *name) {
+__attribute__((noreturn)) static void nccl_timeout(Dist *d, DistNccl *s, const char *name, int64_t step,
+                                                   const char *note) {
     dist_nccl_abort(s);          // unblocks the kernels waiting for the silent peer
-    dist_timeout_abort(d, name);
+    dist_timeout_abort_at(d, name, step, note);
 }
 
-// On a non-blocking communicator a call may return before its work is enqueued; wait until the
-// communicator is idle (ncclSuccess) before the next call or before recording an event after it.
+// The communicator's state: ncclSuccess or ncclInProgress go on; an error ends the job.
+static ncclResult_t nccl_state(Dist *d, DistNccl *s, const char *name, int64_t step) {
+    ncclResult_t st = ncclSuccess;
+    NCCL_CHECK(ncclCommGetAsyncError(s->comm, &st));
+    if (st != ncclSuccess && st != ncclInProgress) nccl_async_fail(d, s, name, step, st);
+    return st;
+}
+
+// On a non-blocking communicator a call may return ncclInProgress before its work is enqueued;
+// until the state is ncclSuccess no other NCCL call may be made and nothing may be added to our
+// stream (NCCL's rule), so wait for it, bounded: enqueueing needs the peers' connections.
 static void nccl_settle(Dist *d, DistNccl *s, const char *name) {
     double start = wall_time_seconds();
-    for (;;) {
-        ncclResult_t st = ncclSuccess;
-        NCCL_CHECK(ncclCommGetAsyncError(s->comm, &st));
-        if (st == ncclSuccess) return;
-        if (st != ncclInProgress) nccl_async_fail(d, s, name, st);
+    while (nccl_state(d, s, name, d->current_step) != ncclSuccess) {
         double waited = wall_time_seconds() - start;
-        if (waited > d->timeout_s) nccl_timeout(d, s, name);
+        if (waited > d->timeout_s) nccl_timeout(d, s, name, d->current_step, NULL);
         dist_poll_pause(waited);
     }
+}
+
+// Wait for event e, bounded by the timeout, watching the communicator for errors. On timeout the
+// message names collective `name` of step `step`.
+static void wait_event(Dist *d, DistNccl *s, cudaEvent_t e, const char *name, int64_t step, const char *note) {
+    double start = wall_time_seconds();
+    for (;;) {
+        nccl_state(d, s, name, step);
+        if (EVENT_DONE(e)) return;
+        double waited = wall_time_seconds() - start;
+        if (waited > d->timeout_s) nccl_timeout(d, s, name, step, note);
+        dist_poll_pause(waited);
+    }
+}
+
+static int stream_capturing(cudaStream_t stream) {
+    enum cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+    return status != cudaStreamCaptureStatusNone;   // an invalidated capture counts as one
 }
 
 int dist_gpu_shared_on_node(Dist *d, OpsContext *ctx) {
@@ -138,7 +198,9 @@ DistNccl *dist_nccl_create(Dist *d, OpsContext *ctx) {
     // Non-blocking w.r.t. the legacy default stream: only our events order it.
     CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&s->inputs_ready, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventCreateWithFlags(&s->comm_done, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&s->captured_done, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&s->synced, cudaEventDisableTiming));
+    for (int i = 0; i < NCCL_RING; i++) CUDA_CHECK(cudaEventCreateWithFlags(&s->ring[i], cudaEventDisableTiming));
     int version = 0;
     NCCL_CHECK(ncclGetVersion(&version));
     log_info("dist: NCCL %d.%d.%d communicator of %d ranks ready", version / 10000, version / 100 % 100,
@@ -147,12 +209,18 @@ DistNccl *dist_nccl_create(Dist *d, OpsContext *ctx) {
 }
 
 void dist_nccl_destroy(Dist *d, DistNccl *s) {
-    // Teardown is best effort: the run's results are written, so a failure here only warns.
-    cudaError_t rc = cudaStreamSynchronize(s->stream);
-    if (rc != cudaSuccess) {
-        log_warn("NCCL teardown: cudaStreamSynchronize failed (%s); was the CUDA context destroyed before "
-                 "dist_teardown_comm? Aborting the communicator instead", cudaGetErrorString(rc));
-        dist_nccl_abort(s);
+    if (s->comm) {
+        // Everything on our stream first, bounded: a plain synchronize would hang on a dead peer.
+        // Teardown is otherwise best effort: the run's results are written, so a CUDA failure
+        // here (the context already gone) only warns.
+        cudaError_t rc = cudaEventRecord(s->synced, s->stream);
+        if (rc == cudaSuccess) {
+            wait_event(d, s, s->synced, "NCCL teardown", d->current_step, NULL);
+        } else {
+            log_warn("NCCL teardown: cudaEventRecord failed (%s); was the CUDA context destroyed before "
+                     "dist_teardown_comm? Aborting the communicator instead", cudaGetErrorString(rc));
+            dist_nccl_abort(s);
+        }
     }
     if (s->comm) {
         // Finalize flushes outstanding work with the peers (collective, so bounded by the timeout).
@@ -161,54 +229,105 @@ void dist_nccl_destroy(Dist *d, DistNccl *s) {
         NCCL_CHECK(ncclCommDestroy(s->comm));
         s->comm = NULL;
     }
+    for (int i = 0; i < NCCL_RING; i++) cudaEventDestroy(s->ring[i]);
     cudaEventDestroy(s->inputs_ready);
-    cudaEventDestroy(s->comm_done);
+    cudaEventDestroy(s->captured_done);
+    cudaEventDestroy(s->synced);
     cudaStreamDestroy(s->stream);
     free(s);
 }
 
-// Order the communication stream after the work already queued on the compute stream.
-static cudaStream_t fork_from_compute(DistNccl *s, OpsContext *ctx) {
-    cudaStream_t compute = (cudaStream_t)cuda_context_stream(ctx);
-    CUDA_CHECK(cudaEventRecord(s->inputs_ready, compute));
-    CUDA_CHECK(cudaStreamWaitEvent(s->stream, s->inputs_ready, 0));
-    return compute;
+// Forget the pending collectives that have completed, and wait (bounded) for those the host may
+// not run further ahead of: enqueued STEPS_AHEAD or more steps before d->current_step, or the
+// oldest when the ring is full (many collectives within one step, e.g. at start-up).
+static void retire(Dist *d, DistNccl *s) {
+    while (s->count > 0) {
+        int i = s->head;
+        int must_wait = s->count == NCCL_RING || s->ring_step[i] <= d->current_step - STEPS_AHEAD;
+        if (must_wait) wait_event(d, s, s->ring[i], s->ring_name[i], s->ring_step[i], NULL);
+        else if (!EVENT_DONE(s->ring[i])) break;   // younger ones cannot be done before it
+        s->head = (i + 1) % NCCL_RING;
+        s->count--;
+    }
 }
 
-// Make later compute work wait for the collective, then wait for it on the host with the
-// timeout: a collective that never completes means a peer is gone. The wait includes compute
-// work queued before the collective, so dist.timeout_s must exceed a step's time.
-static void join_and_wait(Dist *d, DistNccl *s, cudaStream_t compute, const char *name) {
-    CUDA_CHECK(cudaEventRecord(s->comm_done, s->stream));
-    CUDA_CHECK(cudaStreamWaitEvent(compute, s->comm_done, 0));
-    double start = wall_time_seconds();
-    for (;;) {
-        cudaError_t q = cudaEventQuery(s->comm_done);
-        if (q == cudaSuccess) return;
-        if (q != cudaErrorNotReady) lib_fail("CUDA", "cudaEventQuery(comm_done)", __FILE__, __LINE__, cudaGetErrorString(q));
-        ncclResult_t st = ncclSuccess;
-        NCCL_CHECK(ncclCommGetAsyncError(s->comm, &st));
-        if (st != ncclSuccess && st != ncclInProgress) nccl_async_fail(d, s, name, st);
-        double waited = wall_time_seconds() - start;
-        if (waited > d->timeout_s) nccl_timeout(d, s, name);
-        dist_poll_pause(waited);
+typedef struct {
+    cudaStream_t compute;
+    int capturing;   // the compute stream is being captured into a CUDA graph
+} Fork;
+
+// Order our stream after the work already queued on the compute stream.
+static Fork fork_from_compute(Dist *d, DistNccl *s, OpsContext *ctx) {
+    Fork f;
+    f.compute = (cudaStream_t)cuda_context_stream(ctx);
+    f.capturing = stream_capturing(f.compute);
+    // Inside a capture nothing runs, so there is nothing to wait for; the ring's events belong
+    // to work outside the capture and are left alone.
+    if (!f.capturing) retire(d, s);
+    CUDA_CHECK(cudaEventRecord(s->inputs_ready, f.compute));
+    CUDA_CHECK(cudaStreamWaitEvent(s->stream, s->inputs_ready, 0));
+    return f;
+}
+
+// After the NCCL call: wait until it is enqueued, then make later compute work wait for it, and
+// (outside a capture) remember its event so retire() and dist_sync can check it.
+static void join_to_compute(Dist *d, DistNccl *s, Fork f, const char *name) {
+    nccl_settle(d, s, name);
+    cudaEvent_t done = s->captured_done;
+    int slot = (s->head + s->count) % NCCL_RING;   // retire() left at least one free
+    if (!f.capturing) done = s->ring[slot];
+    CUDA_CHECK(cudaEventRecord(done, s->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(f.compute, done, 0));
+    if (!f.capturing) {
+        s->ring_step[slot] = d->current_step;
+        s->ring_name[slot] = name;
+        s->count++;
     }
 }
 
 void dist_nccl_allreduce(Dist *d, DistNccl *s, OpsContext *ctx, float *buf, size_t n, int average) {
-    cudaStream_t compute = fork_from_compute(s, ctx);
+    Fork f = fork_from_compute(d, s, ctx);
     // ncclAvg: the division happens inside the reduction, no extra kernel.
     NCCL_CHECK(ncclAllReduce(buf, buf, n, ncclFloat, average ? ncclAvg : ncclSum, s->comm, s->stream));
-    nccl_settle(d, s, "allreduce");
-    join_and_wait(d, s, compute, "allreduce");
+    join_to_compute(d, s, f, "allreduce");
 }
 
 void dist_nccl_broadcast(Dist *d, DistNccl *s, OpsContext *ctx, float *buf, size_t n, int root) {
     CHECK(root >= 0 && root < d->world, "broadcast from rank %d in a world of %d", root, d->world);
-    cudaStream_t compute = fork_from_compute(s, ctx);
+    Fork f = fork_from_compute(d, s, ctx);
     NCCL_CHECK(ncclBroadcast(buf, buf, n, ncclFloat, root, s->comm, s->stream));
-    nccl_settle(d, s, "broadcast");
-    join_and_wait(d, s, compute, "broadcast");
+    join_to_compute(d, s, f, "broadcast");
+}
+
+void dist_nccl_sync(Dist *d, DistNccl *s, OpsContext *ctx) {
+    cudaStream_t compute = (cudaStream_t)cuda_context_stream(ctx);
+    if (stream_capturing(compute))
+        fatal("dist_sync was called while the compute stream is being captured into a CUDA graph; it waits "
+              "for the GPU, which a capture cannot: call it after cudaStreamEndCapture, between graph launches");
+    // The compute stream waits for every collective enqueued so far (the join events, or inside
+    // a replayed graph its own edges), so one event on it covers them all and the compute around
+    // them. The wait is the same as the one a synchronize would do, but bounded.
+    CUDA_CHECK(cudaEventRecord(s->synced, compute));
+    double start = wall_time_seconds();
+    for (;;) {
+        nccl_state(d, s, "dist_sync", d->current_step);
+        if (EVENT_DONE(s->synced)) break;
+        double waited = wall_time_seconds() - start;
+        if (waited > d->timeout_s) {
+            // Name the oldest collective that has not finished, if one enqueued directly has not.
+            for (int k = 0; k < s->count; k++) {
+                int i = (s->head + k) % NCCL_RING;
+                if (!EVENT_DONE(s->ring[i]))
+                    nccl_timeout(d, s, s->ring_name[i], s->ring_step[i], "found waiting in dist_sync");
+            }
+            nccl_timeout(d, s, "dist_sync", d->current_step,
+                         "every collective enqueued directly has completed, so a collective in a replayed CUDA "
+                         "graph, or a kernel on this GPU, is stuck");
+        }
+        dist_poll_pause(waited);
+    }
+    s->head = 0;   // all done
+    s->count = 0;
 }
 
 float *dist_pinned_alloc(size_t floats) {
@@ -253,6 +372,11 @@ void dist_nccl_allreduce(Dist *d, DistNccl *s, OpsContext *ctx, float *buf, size
 void dist_nccl_broadcast(Dist *d, DistNccl *s, OpsContext *ctx, float *buf, size_t n, int root) {
     (void)d; (void)s; (void)ctx; (void)buf; (void)n; (void)root;
     fatal("internal error: NCCL broadcast in a build without CUDA");
+}
+
+void dist_nccl_sync(Dist *d, DistNccl *s, OpsContext *ctx) {
+    (void)d; (void)s; (void)ctx;
+    fatal("internal error: NCCL sync in a build without CUDA");
 }
 
 float *dist_pinned_alloc(size_t floats) { return xmalloc(floats * sizeof(float)); }

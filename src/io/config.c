@@ -17,8 +17,9 @@
 
 #include "core/common.h"
 
-typedef enum { KEY_INT, KEY_INT64, KEY_UINT64, KEY_FLOAT, KEY_STRING, KEY_BOOL, KEY_ENUM } KeyType;
-static const char *const TYPE_NAMES[] = {"int", "int64", "uint64", "float", "string", "bool", "enum"};
+// KEY_DOUBLE: values used in double arithmetic (Adam's hyperparameters, as Python floats are).
+typedef enum { KEY_INT, KEY_INT64, KEY_UINT64, KEY_FLOAT, KEY_DOUBLE, KEY_STRING, KEY_BOOL, KEY_ENUM } KeyType;
+static const char *const TYPE_NAMES[] = {"int", "int64", "uint64", "float", "float", "string", "bool", "enum"};
 
 // Flags: which bounds apply (value >= min, > min, <= max, < max), and whether the key changes
 // the network's parameter shapes (compared on resume by config_same_architecture).
@@ -80,13 +81,13 @@ static const KeySpec KEYS[] = {
      .def = "32", .help = "images per rank per step; the global batch is batch_size x ranks"},
     {"train.steps", KEY_INT64, FIELD(steps), .flags = GE_MIN, .min = 1, .def = "1000",
      .help = "total optimizer steps (a resumed run continues up to this)"},
-    {"train.lr", KEY_FLOAT, FIELD(lr), .flags = GT_MIN, .min = 0, .def = "1e-3", .help = "Adam learning rate"},
-    {"train.beta1", KEY_FLOAT, FIELD(beta1), .flags = GE_MIN | LT_MAX, .min = 0, .max = 1, .def = "0.9",
+    {"train.lr", KEY_DOUBLE, FIELD(lr), .flags = GT_MIN, .min = 0, .def = "1e-3", .help = "Adam learning rate"},
+    {"train.beta1", KEY_DOUBLE, FIELD(beta1), .flags = GE_MIN | LT_MAX, .min = 0, .max = 1, .def = "0.9",
      .help = "Adam first-moment decay"},
-    {"train.beta2", KEY_FLOAT, FIELD(beta2), .flags = GE_MIN | LT_MAX, .min = 0, .max = 1, .def = "0.999",
+    {"train.beta2", KEY_DOUBLE, FIELD(beta2), .flags = GE_MIN | LT_MAX, .min = 0, .max = 1, .def = "0.999",
      .help = "Adam second-moment decay"},
-    {"train.eps", KEY_FLOAT, FIELD(adam_eps), .flags = GT_MIN, .min = 0, .def = "1e-8", .help = "Adam epsilon"},
-    {"train.weight_decay", KEY_FLOAT, FIELD(weight_decay), .flags = GE_MIN, .min = 0, .def = "0",
+    {"train.eps", KEY_DOUBLE, FIELD(adam_eps), .flags = GT_MIN, .min = 0, .def = "1e-8", .help = "Adam epsilon"},
+    {"train.weight_decay", KEY_DOUBLE, FIELD(weight_decay), .flags = GE_MIN, .min = 0, .def = "0",
      .help = "L2 penalty added to the gradient (Adam, not AdamW); 0 = off"},
     {"train.seed", KEY_UINT64, FIELD(seed), .def = "1234",
      .help = "seed of every random stream (init, shuffling, synthetic data)"},
@@ -103,7 +104,7 @@ static const KeySpec KEYS[] = {
     {"train.eval_batches", KEY_INT, FIELD(eval_batches), .flags = GE_MIN, .min = 0, .def = "0",
      .help = "batches per evaluation; 0 = the whole test set"},
     {"train.cuda_graph", KEY_BOOL, FIELD(cuda_graph), .def = "false",
-     .help = "replay the training step as a CUDA graph (cuda only)"},
+     .help = "replay the training step as a CUDA graph (cuda with world 1 or dist.backend nccl; else a warning)"},
 
     {"checkpoint.dir", KEY_STRING, FIELD(checkpoint_dir), .def = "runs/default",
      .help = "folder for checkpoints, the `latest` pointer and the metrics log"},
@@ -192,19 +193,23 @@ static int enum_has(const char *choices, const char *text) {
     return 0;
 }
 
-// Floats print with the fewest digits (6..9) that read back to the identical float, always with a
-// '.' so that YAML 1.1 readers (PyYAML) see a float: 0.001, 300.0, 1.0e-05.
-static void format_float(float v, char *buf, size_t len) {
+// Numbers print with the fewest digits that read back to the identical float (6..9 digits) or
+// double (6..17), always with a '.' so that YAML 1.1 readers (PyYAML) see a float: 0.001, 300.0,
+// 1.0e-05.
+static void format_number(double v, int single, char *buf, size_t len) {
     char digits[40];
-    for (int p = 6; p <= 9; p++) {
-        snprintf(digits, sizeof digits, "%.*g", p, (double)v);
-        if (strtof(digits, NULL) == v) break;
+    for (int p = 6; p <= (single ? 9 : 17); p++) {
+        snprintf(digits, sizeof digits, "%.*g", p, v);
+        if (single ? strtof(digits, NULL) == (float)v : strtod(digits, NULL) == v) break;
     }
     char *e = strchr(digits, 'e');
     if (strpbrk(digits, ".ni")) snprintf(buf, len, "%s", digits);  // has a point, or is inf/nan
     else if (e) snprintf(buf, len, "%.*s.0%s", (int)(e - digits), digits, e);
     else snprintf(buf, len, "%s.0", digits);
 }
+
+static void format_float(float v, char *buf, size_t len) { format_number(v, 1, buf, len); }
+static void format_double(double v, char *buf, size_t len) { format_number(v, 0, buf, len); }
 
 // The value of key k in cfg as text (unquoted).
 static void format_value(const KeySpec *k, const Config *cfg, char *buf, size_t len) {
@@ -214,6 +219,7 @@ static void format_value(const KeySpec *k, const Config *cfg, char *buf, size_t 
     case KEY_INT64: snprintf(buf, len, "%" PRId64, *(const int64_t *)p); break;
     case KEY_UINT64: snprintf(buf, len, "%" PRIu64, *(const uint64_t *)p); break;
     case KEY_FLOAT: format_float(*(const float *)p, buf, len); break;
+    case KEY_DOUBLE: format_double(*(const double *)p, buf, len); break;
     case KEY_BOOL: snprintf(buf, len, "%s", *(const int *)p ? "true" : "false"); break;
     case KEY_STRING:
     case KEY_ENUM: snprintf(buf, len, "%.*s", (int)k->size, (const char *)p); break;
@@ -227,13 +233,14 @@ static double numeric_value(const KeySpec *k, const Config *cfg) {
     case KEY_INT64: return (double)*(const int64_t *)p;
     case KEY_UINT64: return (double)*(const uint64_t *)p;
     case KEY_FLOAT: return *(const float *)p;
+    case KEY_DOUBLE: return *(const double *)p;
     default: return 0;
     }
 }
 
 // 0 when v satisfies k's bounds, else -1 with "KEY must be >= 1, got TEXT". Written so NaN fails.
 static int check_range(const KeySpec *k, double v, const char *text, char *msg, size_t msg_len) {
-    if (k->type == KEY_FLOAT && !isfinite(v))
+    if ((k->type == KEY_FLOAT || k->type == KEY_DOUBLE) && !isfinite(v))
         return set_error(msg, msg_len, "%s must be a finite number, got %s", k->key, text);
     const char *op = NULL;
     double bound = 0;
@@ -248,7 +255,8 @@ static int check_range(const KeySpec *k, double v, const char *text, char *msg, 
 // What a key's value looks like, for messages.
 static const char *expected_kind(const KeySpec *k) {
     switch (k->type) {
-    case KEY_FLOAT: return "a number";
+    case KEY_FLOAT:
+    case KEY_DOUBLE: return "a number";
     case KEY_BOOL: return "true or false";
     case KEY_STRING: return "a string";
     case KEY_ENUM: return "a name";
@@ -282,7 +290,8 @@ static int set_value(Config *cfg, const KeySpec *k, const char *text, char *msg,
     void *p = field(cfg, k);
     char *end = NULL;
     // Numbers: no leading blanks, no trailing junk (strto* would accept " 12" and stop at "12abc").
-    int numeric = k->type == KEY_INT || k->type == KEY_INT64 || k->type == KEY_UINT64 || k->type == KEY_FLOAT;
+    int numeric = k->type == KEY_INT || k->type == KEY_INT64 || k->type == KEY_UINT64 || k->type == KEY_FLOAT ||
+                  k->type == KEY_DOUBLE;
     if (numeric && (!*text || isspace((unsigned char)text[0])))
         return set_error(msg, msg_len, "%s must be %s, got %s", k->key, expected_kind(k), got);
     switch (k->type) {
@@ -317,6 +326,14 @@ static int set_value(Config *cfg, const KeySpec *k, const char *text, char *msg,
         if (!isfinite(v)) return set_error(msg, msg_len, "%s must be a finite number that fits a float, got %s", k->key, got);
         if (check_range(k, v, text, msg, msg_len)) return -1;
         *(float *)p = v;
+        return 0;
+    }
+    case KEY_DOUBLE: {
+        double v = strtod(text, &end);
+        if (*end) return set_error(msg, msg_len, "%s must be a number (like 0.25 or 1e-3), got %s", k->key, got);
+        if (!isfinite(v)) return set_error(msg, msg_len, "%s must be a finite number, got %s", k->key, got);
+        if (check_range(k, v, text, msg, msg_len)) return -1;
+        *(double *)p = v;
         return 0;
     }
     case KEY_BOOL: {

@@ -38,10 +38,10 @@ typedef struct {
     // train:
     int batch_size;                       // train.batch_size: 32, per rank (global = batch x world)
     int64_t steps;                        // train.steps: 1000
-    float lr;                             // train.lr: 1e-3
-    float beta1, beta2;                   // train.beta1: 0.9, train.beta2: 0.999
-    float adam_eps;                       // train.eps: 1e-8
-    float weight_decay;                   // train.weight_decay: 0
+    double lr;                            // train.lr: 1e-3
+    double beta1, beta2;                  // train.beta1: 0.9, train.beta2: 0.999
+    double adam_eps;                      // train.eps: 1e-8
+    double weight_decay;                  // train.weight_decay: 0
     uint64_t seed;                        // train.seed: 1234
     char device[CONFIG_NAME_MAX];         // train.device: auto | cpu | cuda
     char precision[CONFIG_NAME_MAX];      // train.precision: tf32 | fp32 | bf16 (CUDA convolutions)

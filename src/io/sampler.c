@@ -32,7 +32,7 @@ void sampler_set_epoch(Sampler *s, int64_t epoch) {
     s->epoch = epoch;
 }
 
-void sampler_next_batch(Sampler *s, SamplerPosition *pos, int batch, int world, int rank, int64_t *indices) {
+int64_t sampler_next_slice(Sampler *s, SamplerPosition *pos, int batch, int world, int rank) {
     int64_t global = (int64_t)batch * world;
     CHECK(global <= s->count,
           "global batch %lld (train.batch_size %d x %d ranks) is larger than the dataset (%lld images); "
@@ -42,11 +42,16 @@ void sampler_next_batch(Sampler *s, SamplerPosition *pos, int batch, int world, 
         pos->offset = 0;
     }
     sampler_set_epoch(s, pos->epoch);
-    const int64_t *slice = s->perm + pos->offset + (int64_t)rank * batch;
-    for (int i = 0; i < batch; i++) indices[i] = slice[i];
+    int64_t start = pos->offset + (int64_t)rank * batch;
     pos->offset += global;
     if (pos->offset + global > s->count) {
         pos->epoch++;
         pos->offset = 0;
     }
+    return start;
+}
+
+void sampler_next_batch(Sampler *s, SamplerPosition *pos, int batch, int world, int rank, int64_t *indices) {
+    int64_t start = sampler_next_slice(s, pos, batch, world, rank);
+    for (int i = 0; i < batch; i++) indices[i] = s->perm[start + i];
 }

@@ -31,3 +31,6 @@ typedef struct {
 // would not fit. If *pos cannot hold a whole global batch at entry (a resume at a larger world
 // size near the end of an epoch), the epoch is finished first.
 void sampler_next_batch(Sampler *s, SamplerPosition *pos, int batch, int world, int rank, int64_t *indices);
+// The same step without copying: makes s->perm the permutation of the batch's epoch and returns
+// where this rank's slice starts in it (indices = s->perm[start .. start + batch)).
+int64_t sampler_next_slice(Sampler *s, SamplerPosition *pos, int batch, int world, int rank);

@@ -184,7 +184,9 @@ void model_build(Model *m, const Config *cfg, OpsContext *ctx, int channels, int
 
     // Flat parameter, gradient and optimizer buffers.
     m->params = alloc_floats(m, m->registry.total_count);
-    m->grads = alloc_floats(m, m->registry.trainable_count);
+    // One slot past the gradients carries the trainer's "local loss not finite" flag through the
+    // gradient all-reduce (see trainer_compute_gradients).
+    m->grads = alloc_floats(m, m->registry.trainable_count + 1);
     m->adam_m = alloc_floats(m, m->registry.trainable_count);
     m->adam_v = alloc_floats(m, m->registry.trainable_count);
 
@@ -361,9 +363,10 @@ void model_backward(Model *m) {
     conv_backward(m, &m->enc_conv1, m->input, ga, NULL);
 }
 
-void model_ema_update(Model *m) {
+void model_ema_update(Model *m, const StepState *state) {
     CHECK(m->quantizer == QUANTIZER_EMA, "EMA update on a vq quantizer");
     int k = m->num_embeddings;
     m->ctx->ops->ema_update(m->ctx, m->params + m->ema_cluster_size, m->params + m->ema_w, m->params + m->codebook,
-                            m->code_stats, m->code_stats + k, k, m->embedding_dim, m->decay, m->epsilon);
+                            m->code_stats, m->code_stats + k, k, m->embedding_dim, m->decay, m->epsilon,
+                            state);
 }

@@ -63,7 +63,7 @@ typedef struct {
 
     // flat buffers (device)
     float *params;       // registry.total_count
-    float *grads;        // registry.trainable_count
+    float *grads;        // registry.trainable_count, then one flag slot (trainer_compute_gradients)
     float *adam_m, *adam_v;
 
     // activations (device), sized for max_batch
@@ -104,8 +104,9 @@ void model_backward(Model *m);
 // Encoder + pre-VQ only (for the data-driven codebook init and `encode`).
 void model_encode(Model *m);
 
-// Apply the EMA codebook update from m->code_stats (already summed over ranks).
-void model_ema_update(Model *m);
+// Apply the EMA codebook update from m->code_stats (already summed over ranks); skipped when
+// state (device memory, may be NULL) says the step is not finite.
+void model_ema_update(Model *m, const StepState *state);
 
 // Convenience accessors
 float *model_param(Model *m, size_t offset);

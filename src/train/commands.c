@@ -152,12 +152,13 @@ int command_debug_step(const CliArgs *args, Dist *dist) {
     H5Dump f;
     snprintf(path, sizeof path, "%s/batch.h5", args->out);
     h5dump_create(&f, path);
+    ctx->ops->to_host(ctx, t.batch_host, m->input, model_input_count(m) * sizeof(float));
     int64_t image_dims[4] = {m->batch, m->in_channels, m->height, m->width};
     h5dump_f32(&f, "images", t.batch_host, 4, image_dims);
     h5dump_attr_f64(&f, "data_variance", m->data_variance);
     h5dump_close(&f);
 
-    int finite = trainer_compute_gradients(&t);
+    trainer_compute_gradients(&t);
     StepMetrics sm = trainer_collect_metrics(&t);
     snprintf(path, sizeof path, "%s/step.h5", args->out);
     h5dump_create(&f, path);
@@ -186,7 +187,9 @@ int command_debug_step(const CliArgs *args, Dist *dist) {
     free(grads);
     h5dump_close(&f);
 
-    trainer_apply_update(&t, finite);
+    trainer_apply_update(&t);
+    trainer_sync_state(&t);
+    int finite = t.state_host.finite;
     snprintf(path, sizeof path, "%s/after.h5", args->out);
     save_state(&t, path);
     log_info("debug-step: wrote before.h5, batch.h5, step.h5 and after.h5 to %s (loss %.6f, finite %d)", args->out,

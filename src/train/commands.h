@@ -8,6 +8,8 @@ typedef struct {
     const char *checkpoint;    // --checkpoint / positional
     const char *out;           // --out
     int count;                 // --count
+    int steps;                 // --steps (bench: timed steps)
+    int warmup;                // --warmup (bench: untimed steps first)
     const char **overrides;    // section.key=value
     int override_count;
 } CliArgs;
@@ -18,3 +20,4 @@ int command_reconstruct(const CliArgs *args, Dist *dist);
 int command_info(const CliArgs *args, Dist *dist);
 int command_debug_step(const CliArgs *args, Dist *dist);
 int command_config_reference(const CliArgs *args, Dist *dist);
+int command_bench(const CliArgs *args, Dist *dist);   // bench.c

@@ -13,6 +13,7 @@ StepMetrics trainer_evaluate(Trainer *t, const Dataset *ds) {
     int64_t batches = ds->count / global;
     if (t->cfg.eval_batches > 0 && batches > t->cfg.eval_batches) batches = t->cfg.eval_batches;
 
+    dist_sync(t->dist, ctx);   // the training step's collectives are done before the waits below
     // [recon_sum, latent_sum, counts...] reduced at the end in one call
     double *sums = xcalloc((size_t)k + 2, sizeof(double));
     for (int64_t b = 0; b < batches; b++) {

@@ -103,14 +103,25 @@ void metrics_print_line(Trainer *t, const StepMetrics *sm, double images_per_s) 
     }
 }
 
+// A JSON number, or null for NaN and infinities (which JSON cannot express; a skipped step's
+// gradient norm is NaN).
+static const char *json_number(double v, char *buf, size_t len) {
+    if (!isfinite(v)) return "null";
+    snprintf(buf, len, "%.9g", v);
+    return buf;
+}
+
 void metrics_write_json(Trainer *t, const char *kind, const StepMetrics *sm, double images_per_s) {
     if (!t->metrics_file) return;
+    char v[8][40];
     fprintf(t->metrics_file,
-            "{\"kind\":\"%s\",\"step\":%lld,\"epoch\":%lld,\"samples_seen\":%lld,\"loss\":%.9g,\"recon_mse\":%.9g,"
-            "\"nmse\":%.9g,\"vq_loss\":%.9g,\"perplexity\":%.9g,\"usage\":%.6g,\"grad_norm\":%.9g,"
-            "\"images_per_s\":%.6g,\"time_s\":%.3f}\n",
-            kind, (long long)t->step, (long long)t->position.epoch, (long long)t->samples_seen, sm->loss,
-            sm->recon_mse, sm->nmse, sm->vq_loss, sm->perplexity, sm->usage, sm->grad_norm, images_per_s,
-            wall_time_seconds() - t->start_time);
+            "{\"kind\":\"%s\",\"step\":%lld,\"epoch\":%lld,\"samples_seen\":%lld,\"loss\":%s,\"recon_mse\":%s,"
+            "\"nmse\":%s,\"vq_loss\":%s,\"perplexity\":%s,\"usage\":%s,\"grad_norm\":%s,"
+            "\"images_per_s\":%s,\"skipped_steps\":%lld,\"time_s\":%.3f}\n",
+            kind, (long long)t->step, (long long)t->position.epoch, (long long)t->samples_seen,
+            json_number(sm->loss, v[0], 40), json_number(sm->recon_mse, v[1], 40), json_number(sm->nmse, v[2], 40),
+            json_number(sm->vq_loss, v[3], 40), json_number(sm->perplexity, v[4], 40),
+            json_number(sm->usage, v[5], 40), json_number(sm->grad_norm, v[6], 40),
+            json_number(images_per_s, v[7], 40), (long long)t->skipped_steps, wall_time_seconds() - t->start_time);
     fflush(t->metrics_file);
 }

@@ -43,6 +43,7 @@ void trainer_fill_meta(const Trainer *t, CheckpointMeta *meta) {
 CheckpointState trainer_download_state(Trainer *t) {
     Model *m = &t->model;
     OpsContext *ctx = &t->ctx;
+    dist_sync(t->dist, ctx);
     CheckpointState st = host_state(t);
     ctx->ops->to_host(ctx, st.values, m->params, m->registry.total_count * sizeof(float));
     ctx->ops->to_host(ctx, st.exp_avg, m->adam_m, m->registry.trainable_count * sizeof(float));
@@ -51,6 +52,7 @@ CheckpointState trainer_download_state(Trainer *t) {
 }
 
 void trainer_save_checkpoint(Trainer *t) {
+    trainer_sync_state(t);   // the optimizer step count for the metadata
     int failed = 0;
     if (t->dist->rank == 0) {
         CheckpointState st = trainer_download_state(t);

@@ -1,6 +1,7 @@
 // trainer.c: set-up, one training step, and the loop (see trainer.h).
 #include "trainer.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +17,47 @@ static Precision precision_from_name(const char *name) {
     return PRECISION_TF32;
 }
 
-static void parse_nan_hook(Trainer *t) {
-    t->inject_nan_step = -1;
-    t->inject_nan_rank = -1;
-    const char *hook = getenv("VQ_TEST_INJECT_NAN");
+// A STEP:RANK test hook from the environment (see trainer.h); -1:-1 when unset.
+static void parse_step_rank_hook(const char *name, int64_t *step, int *rank) {
+    *step = -1;
+    *rank = -1;
+    const char *hook = getenv(name);
     if (!hook || !*hook) return;
-    long long step;
-    int rank;
-    if (sscanf(hook, "%lld:%d", &step, &rank) != 2)
-        fatal("VQ_TEST_INJECT_NAN='%s' is not STEP:RANK (e.g. 5:1)", hook);
-    t->inject_nan_step = step;
-    t->inject_nan_rank = rank;
+    long long s;
+    int r;
+    if (sscanf(hook, "%lld:%d", &s, &r) != 2) fatal("%s='%s' is not STEP:RANK (e.g. 5:1)", name, hook);
+    *step = s;
+    *rank = r;
+}
+
+static void open_test_hooks(Trainer *t) {
+    parse_step_rank_hook("VQ_TEST_INJECT_NAN", &t->inject_nan_step, &t->inject_nan_rank);
+    parse_step_rank_hook("VQ_TEST_PERTURB", &t->perturb_step, &t->perturb_rank);
+    const char *prefix = getenv("VQ_TEST_LOG_SAMPLES");
+    if (prefix && *prefix) {
+        char path[CONFIG_STRING_MAX + 32];
+        snprintf(path, sizeof path, "%s.rank%d", prefix, t->dist->rank);
+        t->sample_log = fopen(path, "a");
+        if (!t->sample_log) fatal("VQ_TEST_LOG_SAMPLES: cannot open '%s' for appending", path);
+    }
+}
+
+// The training set on the device, once (on the CPU backend the host array serves as is).
+static void upload_train_set(Trainer *t) {
+    const Dataset *ds = &t->train_set;
+    OpsContext *ctx = &t->ctx;
+    CHECK(ds->count <= INT32_MAX, "the training set has %lld images; at most %d are supported",
+          (long long)ds->count, INT32_MAX);
+    size_t bytes = (size_t)ds->count * ds->channels * ds->height * ds->width;
+    if (ctx->kind == BACKEND_CPU) {
+        t->pixels_device = ds->pixels;
+    } else {
+        t->pixels_device = ctx->ops->alloc(ctx, bytes);
+        ctx->ops->to_device(ctx, t->pixels_device, ds->pixels, bytes);
+    }
+    t->perm_device = ctx->ops->alloc(ctx, (size_t)ds->count * sizeof(int32_t));
+    t->perm_staging = xmalloc((size_t)ds->count * sizeof(int32_t));
+    t->perm_device_epoch = -1;
 }
 
 // mkdir -p for the run folder (rank 0).
@@ -144,7 +175,10 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
     t->host_ring = xmalloc(ring * sizeof(float));
     t->host_counts = xmalloc((size_t)m->num_embeddings * sizeof(float));
     t->host_counts_f64 = xmalloc((size_t)m->num_embeddings * sizeof(double));
-    parse_nan_hook(t);
+    t->state = t->ctx.ops->alloc(&t->ctx, sizeof(StepState));
+    t->adam_hyper = (AdamHyper){cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay};
+    upload_train_set(t);
+    open_test_hooks(t);
     t->progress_bar = isatty(STDERR_FILENO) && dist->rank == 0;
 
     if (dist->rank == 0) make_dirs(cfg->checkpoint_dir);
@@ -152,6 +186,14 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
         model_init_params(m, cfg, cfg->seed);
         if (model_codebook_init_from_data(cfg)) init_codebook_from_data(t);
     }
+    // The device counters start from the (restored) host ones.
+    StepState start = {.steps = (int32_t)t->step, .adam_steps = (int32_t)t->adam_step,
+                       .skipped = (int32_t)(t->step - t->adam_step), .finite = 1};
+    CHECK(t->step < INT32_MAX, "step %lld exceeds the device step counter's range", (long long)t->step);
+    t->ctx.ops->to_device(&t->ctx, t->state, &start, sizeof start);
+    t->state_host = start;
+    t->skipped_steps = start.skipped;
+    t->first_step = t->step;
     open_metrics_file(t);
     log_info("model: resnet, %zu trainable parameters, quantizer %s K=%d D=%d, latent %dx%d; backend %s, %d ranks, "
              "batch %d per rank (global %lld)", m->registry.trainable_count, cfg->quantizer, m->num_embeddings,
@@ -160,8 +202,14 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
 }
 
 void trainer_free(Trainer *t) {
+    dist_sync(t->dist, &t->ctx);   // nothing may still be queued behind a collective
     if (t->metrics_file) fclose(t->metrics_file);
+    if (t->sample_log) fclose(t->sample_log);
     t->ctx.ops->release(&t->ctx, t->usage_ring);
+    t->ctx.ops->release(&t->ctx, t->state);
+    t->ctx.ops->release(&t->ctx, t->perm_device);
+    if (t->ctx.kind != BACKEND_CPU) t->ctx.ops->release(&t->ctx, t->pixels_device);
+    free(t->perm_staging);
     free(t->batch_indices);
     free(t->batch_host);
     free(t->host_ring);
@@ -177,66 +225,178 @@ void trainer_free(Trainer *t) {
 
 void trainer_load_next_batch(Trainer *t) {
     Model *m = &t->model;
-    sampler_next_batch(&t->sampler, &t->position, m->batch, t->dist->world, t->dist->rank, t->batch_indices);
-    dataset_fill_batch(&t->train_set, t->batch_indices, m->batch, t->batch_host);
-    t->ctx.ops->to_device(&t->ctx, m->input, t->batch_host, model_input_count(m) * sizeof(float));
+    OpsContext *ctx = &t->ctx;
+    Sampler *s = &t->sampler;
+    int64_t start = sampler_next_slice(s, &t->position, m->batch, t->dist->world, t->dist->rank);
+    if (s->epoch != t->perm_device_epoch) {   // once per epoch: the permutation to the device
+        dist_sync(t->dist, ctx);   // the copy may wait for the stream: bound it by the timeout
+        for (int64_t i = 0; i < s->count; i++) t->perm_staging[i] = (int32_t)s->perm[i];
+        ctx->ops->to_device(ctx, t->perm_device, t->perm_staging, (size_t)s->count * sizeof(int32_t));
+        t->perm_device_epoch = s->epoch;
+    }
+    const Dataset *ds = &t->train_set;
+    size_t image_elems = (size_t)ds->channels * ds->height * ds->width;
+    ctx->ops->gather_images(ctx, t->pixels_device, t->perm_device, start, m->batch, image_elems, m->input);
+    if (t->sample_log) {
+        fprintf(t->sample_log, "epoch %lld step %lld", (long long)s->epoch, (long long)t->step);
+        for (int i = 0; i < m->batch; i++) fprintf(t->sample_log, " %lld", (long long)s->perm[start + i]);
+        fputc('\n', t->sample_log);
+        fflush(t->sample_log);
+    }
     t->samples_seen += (int64_t)m->batch * t->dist->world;
 }
 
-int trainer_compute_gradients(Trainer *t) {
+void trainer_compute_gradients(Trainer *t) {
     Model *m = &t->model;
     OpsContext *ctx = &t->ctx;
     const Ops *ops = ctx->ops;
     int k = m->num_embeddings;
+    size_t n = m->registry.trainable_count;
 
     model_forward(m);
     model_backward(m);
+    // The slot after the gradients: NaN when this rank's losses are not finite. It travels in the
+    // gradient all-reduce, so the reduced sum of squares below is not finite on every rank as soon
+    // as one rank's loss or gradient is not: all ranks skip together, with no extra collective.
+    static_assert(SCALAR_LATENT_MSE == SCALAR_RECON_MSE + 1, "the loss scalars are adjacent");
+    ops->flag_nonfinite(ctx, m->scalars + SCALAR_RECON_MSE, 2, m->grads + n);
     if (t->step == t->inject_nan_step && t->dist->rank == t->inject_nan_rank) {
         float nan = NAN;
         ops->to_device(ctx, m->grads, &nan, sizeof nan);
     }
     t->dist->current_step = t->step;
-    dist_allreduce(t->dist, ctx, m->grads, m->registry.trainable_count, 1);
+    dist_allreduce(t->dist, ctx, m->grads, n + 1, 1);
     if (m->quantizer == QUANTIZER_EMA)   // global counts and sums, so every rank updates identically
         dist_allreduce(t->dist, ctx, m->code_stats, (size_t)k + (size_t)k * m->embedding_dim, 0);
-
-    // Every rank must take the same decision: agree on "not finite anywhere".
-    float checks[SCALAR_COUNT];
-    ops->sum_squares(ctx, m->grads, m->registry.trainable_count, m->scalars + SCALAR_GRAD_SUMSQ);
-    ops->to_host(ctx, checks, m->scalars, sizeof checks);
-    int bad = !isfinite(checks[SCALAR_GRAD_SUMSQ]) || !isfinite(checks[SCALAR_RECON_MSE]) ||
-              !isfinite(checks[SCALAR_LATENT_MSE]);
-    return !dist_agree_any(t->dist, bad);
+    ops->sum_squares(ctx, m->grads, n + 1, m->scalars + SCALAR_GRAD_SUMSQ);
 }
 
-void trainer_apply_update(Trainer *t, int finite) {
+// The verdict, Adam and the EMA update: fixed launches reading the step's values from the
+// device, so this and trainer_compute_gradients can be captured in a CUDA graph.
+static void update_parameters(Trainer *t) {
     Model *m = &t->model;
     OpsContext *ctx = &t->ctx;
-    const Config *cfg = &t->cfg;
-    int k = m->num_embeddings;
-    int slot = (int)(t->step % cfg->usage_window);
-    ctx->ops->copy(ctx, t->usage_ring + (size_t)slot * k, m->code_stats, (size_t)k * sizeof(float));
-    t->step++;
-    if (!finite) {
-        t->skipped_steps++;
-        log_warn("step %lld: loss or gradient is not finite on some rank; every rank skips this step "
-                 "(%lld skipped so far)", (long long)t->step, (long long)t->skipped_steps);
-        return;
-    }
-    t->adam_step++;
-    ctx->ops->adam_update(ctx, m->params, m->grads, m->adam_m, m->adam_v, m->registry.trainable_count, cfg->lr,
-                          cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay, (long)t->adam_step);
-    if (m->quantizer == QUANTIZER_EMA) model_ema_update(m);
+    ctx->ops->step_commit(ctx, t->state, m->scalars + SCALAR_GRAD_SUMSQ, &t->adam_hyper);
+    ctx->ops->adam_update(ctx, m->params, m->grads, m->adam_m, m->adam_v, m->registry.trainable_count, t->state);
+    if (m->quantizer == QUANTIZER_EMA) model_ema_update(m, t->state);
 }
 
-int trainer_step(Trainer *t) {
+// After the update: this step's code counts into the usage window, the perturbation test hook,
+// the host step counter.
+static void finish_step(Trainer *t) {
+    Model *m = &t->model;
+    OpsContext *ctx = &t->ctx;
+    int k = m->num_embeddings;
+    int slot = (int)(t->step % t->cfg.usage_window);
+    ctx->ops->copy(ctx, t->usage_ring + (size_t)slot * k, m->code_stats, (size_t)k * sizeof(float));
+    if (t->step == t->perturb_step && t->dist->rank == t->perturb_rank) {
+        dist_sync(t->dist, ctx);
+        float value;
+        ctx->ops->to_host(ctx, &value, m->params, sizeof value);
+        value += 1e-3f;
+        ctx->ops->to_device(ctx, m->params, &value, sizeof value);
+    }
+    t->step++;
+}
+
+void trainer_apply_update(Trainer *t) {
+    update_parameters(t);
+    finish_step(t);
+}
+
+// train.cuda_graph: the first step runs eagerly (cuDNN, cuBLAS and NCCL set themselves up), the
+// second is captured and replayed from then on. Host-staged MPI collectives cannot be captured.
+static int graph_possible(Trainer *t) {
+    if (!t->cfg.cuda_graph) return 0;
+    const char *why = NULL;
+    if (!t->ctx.ops->graph_begin) why = "the backend has no CUDA graphs (device is not cuda)";
+    else if (!dist_graph_capturable(t->dist))
+        why = "the MPI communicator stages collectives through the host (use dist.backend: nccl)";
+    if (why) {
+        log_warn("train.cuda_graph is on, but %s: the step runs without a graph", why);
+        t->cfg.cuda_graph = 0;
+        return 0;
+    }
+    return 1;
+}
+
+void trainer_step(Trainer *t) {
     trainer_load_next_batch(t);
-    int finite = trainer_compute_gradients(t);
-    trainer_apply_update(t, finite);
-    return finite;
+    int hook_step = t->step == t->inject_nan_step || t->step == t->perturb_step;
+    if (t->cfg.cuda_graph && t->ctx.graph == NULL && t->step > t->first_step && !hook_step && graph_possible(t)) {
+        t->ctx.ops->graph_begin(&t->ctx);
+        trainer_compute_gradients(t);
+        update_parameters(t);
+        t->ctx.ops->graph_end(&t->ctx);
+        log_info("train.cuda_graph: step %lld captured; later steps replay it", (long long)t->step + 1);
+    }
+    if (t->ctx.graph && !hook_step) {
+        t->dist->current_step = t->step;
+        t->ctx.ops->graph_launch(&t->ctx);
+    } else {
+        trainer_compute_gradients(t);
+        update_parameters(t);
+    }
+    finish_step(t);
+}
+
+void trainer_sync_state(Trainer *t) {
+    int64_t skipped_before = t->state_host.skipped;
+    dist_sync(t->dist, &t->ctx);   // a hung collective ends the job here instead of blocking to_host
+    t->ctx.ops->to_host(&t->ctx, &t->state_host, t->state, sizeof t->state_host);
+    CHECK(t->state_host.steps == t->step, "the device step counter (%d) disagrees with the host's (%lld)",
+          t->state_host.steps, (long long)t->step);
+    t->adam_step = t->state_host.adam_steps;
+    t->skipped_steps = t->state_host.skipped;
+    int64_t new_skips = t->skipped_steps - skipped_before;
+    if (new_skips > 0)   // every rank says so: the verdict is the same everywhere by construction
+        log_warn("%lld step(s) skipped since the last report, the last one step %d: the loss or the gradient was "
+                 "not finite on some rank, so every rank skipped the update (%lld skipped in all)",
+                 (long long)new_skips, t->state_host.last_skipped, (long long)t->skipped_steps);
+}
+
+// FNV-1a over the bytes: any difference in any bit shows.
+static uint64_t checksum_bytes(const void *data, size_t bytes, uint64_t hash) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < bytes; i++) hash = (hash ^ p[i]) * 0x100000001b3ull;
+    return hash;
+}
+
+void trainer_verify_ranks(Trainer *t) {
+    CheckpointState st = trainer_download_state(t);
+    const ParamRegistry *reg = &t->model.registry;
+    uint64_t hash = 0xcbf29ce484222325ull;
+    hash = checksum_bytes(st.values, reg->total_count * sizeof(float), hash);
+    hash = checksum_bytes(st.exp_avg, reg->trainable_count * sizeof(float), hash);
+    hash = checksum_bytes(st.exp_avg_sq, reg->trainable_count * sizeof(float), hash);
+    int world = t->dist->world;
+    uint64_t *all = xmalloc((size_t)world * sizeof(uint64_t));
+    dist_allgather_u64(t->dist, hash, all);
+    char differ[512] = "";
+    size_t used = 0;
+    int count = 0;
+    for (int r = 1; r < world; r++) {
+        if (all[r] == all[0]) continue;
+        count++;
+        if (used < sizeof differ - 16) used += (size_t)snprintf(differ + used, sizeof differ - used, "%s%d",
+                                                                count > 1 ? ", " : "", r);
+    }
+    free(all);
+    if (count == 0) {
+        log_info("verify: step %lld: all %d ranks hold identical parameters, codebook and Adam moments "
+                 "(checksum %016llx)", (long long)t->step, world, (unsigned long long)hash);
+        return;
+    }
+    if (t->dist->rank == 0)
+        log_error("dist.verify_every: at step %lld the parameters of rank(s) %s differ from rank 0's (checksum of "
+                  "parameters, codebook and Adam moments). The ranks have diverged, which should never happen: "
+                  "report it with the config; resume from the last checkpoint.", (long long)t->step, differ);
+    dist_barrier(t->dist);   // rank 0's message first, then every rank ends the same way
+    exit(EXIT_ERROR);
 }
 
 static void log_progress(Trainer *t) {
+    trainer_sync_state(t);
     double now = wall_time_seconds();
     double images = (double)(t->step - t->last_log_step) * t->model.batch * t->dist->world;
     double rate = now > t->last_log_time ? images / (now - t->last_log_time) : 0.0;
@@ -248,6 +408,7 @@ static void log_progress(Trainer *t) {
 }
 
 static void run_eval(Trainer *t) {
+    dist_sync(t->dist, &t->ctx);
     if (t->test_set.count < (int64_t)t->model.batch * t->dist->world) {
         log_info("eval: skipped, the test set (%lld images) is smaller than one global batch",
                  (long long)t->test_set.count);
@@ -260,12 +421,25 @@ static void run_eval(Trainer *t) {
     metrics_write_json(t, "eval", &sm, 0.0);
 }
 
+// Which signal stopped the run and which rank got it (often not rank 0: Slurm or a user may
+// signal any rank); collective.
+static void log_stop(Trainer *t) {
+    int world = t->dist->world;
+    uint64_t *signals = xmalloc((size_t)world * sizeof(uint64_t));
+    dist_allgather_u64(t->dist, (uint64_t)signals_last(), signals);
+    int who = 0;
+    while (who < world - 1 && signals[who] == 0) who++;
+    log_info("stopped by signal %d (received by rank %d) at step %lld; the checkpoint above resumes with "
+             "--resume auto (exit code %d)", (int)signals[who], who, (long long)t->step, EXIT_RESUMABLE);
+    free(signals);
+}
+
 TrainOutcome trainer_run(Trainer *t) {
     const Config *cfg = &t->cfg;
     signals_install();
     t->start_time = t->last_log_time = wall_time_seconds();
     t->last_log_step = t->step;
-    int64_t first_step = t->step;
+    int64_t first_step = t->first_step = t->step;
     if (t->step >= cfg->steps)
         log_info("already at step %lld of train.steps=%lld: nothing to train (raise train.steps to continue)",
                  (long long)t->step, (long long)cfg->steps);
@@ -273,17 +447,20 @@ TrainOutcome trainer_run(Trainer *t) {
         trainer_step(t);
         int last = t->step == cfg->steps;
         if (t->step % cfg->log_every == 0 || last || t->step == first_step + 1) log_progress(t);
+        if (cfg->verify_every > 0 && (t->step % cfg->verify_every == 0 || last)) trainer_verify_ranks(t);
+        // Replayed graphs have no run-ahead limit of their own (dist.h): bound the queue here.
+        if (t->ctx.graph && t->step % 64 == 0) dist_sync(t->dist, &t->ctx);
         if (cfg->eval_every > 0 && t->step % cfg->eval_every == 0 && !last) run_eval(t);
         int stop = dist_agree_any(t->dist, signals_stop_requested());
         if (stop || last || (cfg->checkpoint_every > 0 && t->step % cfg->checkpoint_every == 0))
             trainer_save_checkpoint(t);
         if (stop && !last) {
-            log_info("stopped by signal %d at step %lld; the checkpoint above resumes with --resume auto "
-                     "(exit code %d)", signals_last(), (long long)t->step, EXIT_RESUMABLE);
+            log_stop(t);
             return TRAIN_STOPPED_RESUMABLE;
         }
     }
     run_eval(t);
+    trainer_sync_state(t);
     double elapsed = wall_time_seconds() - t->start_time;
     log_info("done: %lld steps in %.1fs (%.1f images/s overall), %lld skipped", (long long)(t->step - first_step),
              elapsed, elapsed > 0 ? (double)(t->step - first_step) * t->model.batch * t->dist->world / elapsed : 0.0,

@@ -32,13 +32,25 @@ typedef struct {
     Sampler sampler;
     SamplerPosition position;
     int64_t step;             // steps done (including skipped ones)
-    int64_t adam_step;        // optimizer steps taken
+    int64_t first_step;       // the step this process started at (0, or the resumed step)
     int64_t samples_seen;     // global samples consumed
-    int64_t skipped_steps;
+    // The step's verdict and counters live on the device (ops.h StepState) so that a step needs no
+    // host decision; state_host is its copy as of the last trainer_sync_state.
+    StepState *state;         // device
+    StepState state_host;
+    int64_t adam_step;        // = state_host.adam_steps (optimizer steps taken)
+    int64_t skipped_steps;    // = state_host.skipped
+    AdamHyper adam_hyper;
 
     // buffers allocated once
     int64_t *batch_indices;   // [batch]
     float *batch_host;        // [batch * C * H * W]
+    // The training set resident on the device (uint8) and the current epoch's permutation there,
+    // so a batch is one gather kernel; on the CPU backend pixels_device is the host array itself.
+    uint8_t *pixels_device;
+    int32_t *perm_device;     // [count]
+    int32_t *perm_staging;    // host [count]
+    int64_t perm_device_epoch;
     float *usage_ring;        // device [usage_window * K]: per-step code counts
     float *host_counts;       // [K]
     double *host_counts_f64;  // [K] (for reductions)
@@ -51,9 +63,15 @@ typedef struct {
     int64_t last_log_step;
     int progress_bar;         // stderr is a TTY
 
-    // test hook: inject a NaN into this rank's gradient at this step (env VQ_TEST_INJECT_NAN=step:rank)
+    // test hooks (tests/scripts/test_mpi_*.sh):
+    //   VQ_TEST_INJECT_NAN=STEP:RANK   a NaN in this rank's gradient at that step (0-based step index)
+    //   VQ_TEST_PERTURB=STEP:RANK      after that step, nudge one parameter on that rank (verify_every)
+    //   VQ_TEST_LOG_SAMPLES=PREFIX     each rank appends "epoch E step S ids..." lines to PREFIX.rank<R>
     int64_t inject_nan_step;
     int inject_nan_rank;
+    int64_t perturb_step;
+    int perturb_rank;
+    FILE *sample_log;
 } Trainer;
 
 // Outcome of a training run, mapped to exit codes by main.
@@ -65,17 +83,23 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
 void trainer_free(Trainer *t);
 TrainOutcome trainer_run(Trainer *t);
 
-// One training step on the next global batch. Returns 1 if the optimizer step was taken, 0 if it
-// was skipped because the loss or the gradient was not finite on some rank.
-int trainer_step(Trainer *t);
+// One training step on the next global batch, with no host synchronization: when the loss or
+// the gradient is not finite on some rank, every rank skips the update (decided on the device;
+// trainer_sync_state reports it).
+void trainer_step(Trainer *t);
 // The step's three parts (debug-step dumps between them):
 // the next global batch's slice of this rank into the model's input;
 void trainer_load_next_batch(Trainer *t);
-// forward, backward, gradient (and EMA statistics) all-reduce; returns 1 when every rank's loss
-// and the averaged gradient are finite (agreed over ranks);
-int trainer_compute_gradients(Trainer *t);
-// the usage window, the step counter, and (when finite) Adam and the EMA codebook update.
-void trainer_apply_update(Trainer *t, int finite);
+// forward, backward, gradient (and EMA statistics) all-reduce, gradient sum of squares;
+void trainer_compute_gradients(Trainer *t);
+// the usage window, the step verdict (ops step_commit), and (when finite) Adam and the EMA update.
+void trainer_apply_update(Trainer *t);
+// Download the step counters (a host sync): updates adam_step / skipped_steps and warns about
+// steps skipped since the last call. Called at log intervals, before checkpoints, at the end.
+void trainer_sync_state(Trainer *t);
+// dist.verify_every: all ranks compare a checksum of their parameters, codebook and Adam moments;
+// ends the job with an error naming the ranks that differ from rank 0.
+void trainer_verify_ranks(Trainer *t);
 
 // Evaluate on (a shard of) ds with the current parameters; reduced over ranks. Uses whole global
 // batches (up to train.eval_batches of them; 0 = all).

@@ -74,9 +74,9 @@ static void test_defaults(TestCounts *c) {
            "data %s %s", d.dataset, d.data_path);
     EXPECT(c, d.synthetic_count == 2048 && d.synthetic_channels == 3 && d.synthetic_size == 32, "synthetic %d %d %d",
            d.synthetic_count, d.synthetic_channels, d.synthetic_size);
-    EXPECT(c, d.batch_size == 32 && d.steps == 1000 && d.lr == 1e-3f, "batch %d steps %lld lr %g", d.batch_size,
+    EXPECT(c, d.batch_size == 32 && d.steps == 1000 && d.lr == 1e-3, "batch %d steps %lld lr %g", d.batch_size,
            (long long)d.steps, d.lr);
-    EXPECT(c, d.beta1 == 0.9f && d.beta2 == 0.999f && d.adam_eps == 1e-8f && d.weight_decay == 0.0f,
+    EXPECT(c, d.beta1 == 0.9 && d.beta2 == 0.999 && d.adam_eps == 1e-8 && d.weight_decay == 0.0,
            "adam %g %g %g %g", d.beta1, d.beta2, d.adam_eps, d.weight_decay);
     EXPECT(c, d.seed == 1234 && strcmp(d.device, "auto") == 0 && strcmp(d.precision, "tf32") == 0, "seed %llu %s %s",
            (unsigned long long)d.seed, d.device, d.precision);
@@ -128,7 +128,7 @@ static void test_presets(TestCounts *c, const char *source_dir) {
     Config cfg;
     snprintf(path, sizeof path, "%s/cifar.yaml", dir);
     EXPECT(c, config_load_file(&cfg, path, err, sizeof err) == 0, "%s", err);
-    EXPECT(c, strcmp(cfg.dataset, "cifar10") == 0 && cfg.batch_size == 256 && cfg.steps == 15000 && cfg.lr == 1e-3f,
+    EXPECT(c, strcmp(cfg.dataset, "cifar10") == 0 && cfg.batch_size == 256 && cfg.steps == 15000 && cfg.lr == 1e-3,
            "cifar: %s batch %d steps %lld lr %g", cfg.dataset, cfg.batch_size, (long long)cfg.steps, cfg.lr);
     EXPECT(c, cfg.num_hiddens == 128 && cfg.num_residual_hiddens == 32 && cfg.num_residual_layers == 2 &&
                   cfg.num_embeddings == 512 && cfg.embedding_dim == 64,
@@ -161,7 +161,7 @@ static void test_overrides(TestCounts *c) {
                           "log.metrics_file=", "data.path=/a=b c", "quantizer.decay=0", "train.cuda_graph=ON"};
     for (int i = 0; i < 8; i++)
         EXPECT(c, config_apply_override(&cfg, good[i], err, sizeof err) == 0, "override '%s': %s", good[i], err);
-    EXPECT(c, cfg.lr == 3e-4f, "lr %g", cfg.lr);
+    EXPECT(c, cfg.lr == 3e-4, "lr %g", cfg.lr);
     EXPECT(c, cfg.steps == 77, "steps %lld", (long long)cfg.steps);
     EXPECT(c, cfg.deterministic == 1 && cfg.cuda_graph == 1, "bools %d %d", cfg.deterministic, cfg.cuda_graph);
     EXPECT(c, strcmp(cfg.dataset, "synthetic") == 0, "dataset %s", cfg.dataset);
@@ -338,7 +338,7 @@ static void test_bad_yaml(TestCounts *c) {
         {"train:\n  lr: fast\n", "train.lr must be a number", "got 'fast'"},
         {"train:\n  lr: 1e-3x\n", "train.lr must be a number", "got '1e-3x'"},
         {"train:\n  lr:\n", "train.lr must be a number", "got an empty value"},
-        {"train:\n  lr: 1e50\n", "train.lr must be a finite number", "'1e50'"},
+        {"quantizer:\n  commitment_cost: 1e50\n", "quantizer.commitment_cost must be a finite number", "'1e50'"},
         {"train:\n  lr: nan\n", "train.lr must be a finite number", NULL},
         {"train:\n  seed: -1\n", "train.seed must be a non-negative integer", "'-1'"},
         {"train:\n  seed: 18446744073709551616\n", "train.seed must be an integer in [0, 18446744073709551615]", NULL},

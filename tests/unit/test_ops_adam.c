@@ -20,6 +20,20 @@ static void naive_adam(double *p, const double *g_in, double *m, double *v, size
     }
 }
 
+// One adam_update at 1-based `step` through the device-side bookkeeping: step_commit with a finite
+// gradient norm forms the step's scalars from the hyperparameters (as doubles of the floats given).
+static void adam_at_step(OpsContext *ctx, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+                         float b2, float eps, float wd, long step) {
+    StepState state;
+    memset(&state, 0, sizeof state);
+    state.adam_steps = (int32_t)(step - 1);
+    state.steps = (int32_t)(step - 1);
+    AdamHyper hyper = {lr, b1, b2, eps, wd};
+    float finite_sumsq = 1.0f;
+    ctx->ops->step_commit(ctx, &state, &finite_sumsq, &hyper);
+    ctx->ops->adam_update(ctx, p, g, m, v, n, &state);
+}
+
 // Largest |a - b| / (|b| + floor_i): relative error, with a floor for values that cross zero.
 static double max_err(const float *a, const double *b, const double *floor, double floor_scale, size_t n) {
     double worst = 0.0;
@@ -52,7 +66,7 @@ static void test_torch_known_answer(OpsContext *ctx, TestCounts *c) {
     for (int w = 0; w < 2; w++) {
         float p[8], m[8] = {0}, v[8] = {0};
         memcpy(p, p0, sizeof p);
-        for (int s = 0; s < 3; s++) ctx->ops->adam_update(ctx, p, grads[s], m, v, 8, 1e-2f, 0.9f, 0.999f, 1e-8f, wds[w], s + 1);
+        for (int s = 0; s < 3; s++) adam_at_step(ctx, p, grads[s], m, v, 8, 1e-2f, 0.9f, 0.999f, 1e-8f, wds[w], s + 1);
         const float *got[3] = {p, m, v};
         const char *names[3] = {"param", "exp_avg", "exp_avg_sq"};
         for (int t = 0; t < 3; t++) {
@@ -92,7 +106,7 @@ static void test_against_naive(OpsContext *ctx, TestCounts *c, float weight_deca
             g[i] = (float)scale[i] * ((p[i] - target[i]) + noise);
             gd[i] = (double)g[i];   // the same gradient on both sides: only the update is compared
         }
-        ctx->ops->adam_update(ctx, p, g, m, v, N, lr, b1, b2, eps, weight_decay, step);
+        adam_at_step(ctx, p, g, m, v, N, lr, b1, b2, eps, weight_decay, step);
         naive_adam(pd, gd, md, vd, N, lr, b1, b2, eps, weight_decay, step);
     }
     // The hyperparameters are the floats passed to the op, so the only differences are rounding.
@@ -125,7 +139,7 @@ int main(void) {
               v[3] = {0.04f, 1e-4f, 1e-6f};
         double pd[3], gd[3], md[3], vd[3];
         for (int i = 0; i < 3; i++) pd[i] = p[i], gd[i] = g[i], md[i] = m[i], vd[i] = v[i];
-        ctx.ops->adam_update(&ctx, p, g, m, v, 3, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 100000);
+        adam_at_step(&ctx, p, g, m, v, 3, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 100000);
         naive_adam(pd, gd, md, vd, 3, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0, 100000);
         double floors[3] = {1.0, 1.0, 1.0};
         double e = max_err(p, pd, floors, 1e-3, 3);
@@ -133,14 +147,46 @@ int main(void) {
     }
     {   // n = 0 touches nothing
         float x = 1.0f;
-        ctx.ops->adam_update(&ctx, &x, &x, &x, &x, 0, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
+        adam_at_step(&ctx, &x, &x, &x, &x, 0, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
         EXPECT(&c, x == 1.0f, "n = 0 wrote to memory");
     }
     {   // A NaN gradient poisons only its own element (the trainer skips such steps itself).
         float p[2] = {1.0f, 1.0f}, g[2] = {NAN, 0.5f}, m[2] = {0}, v[2] = {0};
-        ctx.ops->adam_update(&ctx, p, g, m, v, 2, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
+        adam_at_step(&ctx, p, g, m, v, 2, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
         EXPECT(&c, isnan(p[0]) && isnan(m[0]) && isnan(v[0]), "NaN gradient did not propagate");
         EXPECT(&c, fabsf(p[1] - (1.0f - 1e-3f)) < 1e-6f, "first Adam step should move by lr, got %.9g", p[1]);
+    }
+
+    {   // The step verdict: flag_nonfinite, then step_commit decides; a skipped step changes nothing.
+        float losses[2] = {0.5f, 0.25f}, flag = 1.0f;
+        ctx.ops->flag_nonfinite(&ctx, losses, 2, &flag);
+        EXPECT(&c, flag == 0.0f, "finite losses should flag 0, got %g", flag);
+        losses[1] = INFINITY;
+        ctx.ops->flag_nonfinite(&ctx, losses, 2, &flag);
+        EXPECT(&c, isnan(flag), "an infinite loss should flag NaN, got %g", flag);
+
+        StepState state;
+        memset(&state, 0, sizeof state);
+        AdamHyper hyper = {1e-3, 0.9, 0.999, 1e-8, 0.0};
+        float p[2] = {1.0f, 2.0f}, g[2] = {0.5f, -0.5f}, m[2] = {0}, v[2] = {0}, sumsq = 0.5f;
+        ctx.ops->step_commit(&ctx, &state, &sumsq, &hyper);
+        ctx.ops->adam_update(&ctx, p, g, m, v, 2, &state);
+        EXPECT(&c, state.steps == 1 && state.adam_steps == 1 && state.skipped == 0 && state.finite == 1,
+               "finite step: counters %d/%d/%d finite %d", state.steps, state.adam_steps, state.skipped, state.finite);
+        float p1[2] = {p[0], p[1]}, m1[2] = {m[0], m[1]}, v1[2] = {v[0], v[1]};
+        sumsq = NAN;
+        ctx.ops->step_commit(&ctx, &state, &sumsq, &hyper);
+        ctx.ops->adam_update(&ctx, p, g, m, v, 2, &state);
+        EXPECT(&c, state.steps == 2 && state.adam_steps == 1 && state.skipped == 1 && state.last_skipped == 2 &&
+                   state.finite == 0, "skipped step: counters %d/%d/%d last %d finite %d", state.steps,
+               state.adam_steps, state.skipped, state.last_skipped, state.finite);
+        EXPECT(&c, memcmp(p, p1, sizeof p) == 0 && memcmp(m, m1, sizeof m) == 0 && memcmp(v, v1, sizeof v) == 0,
+               "a skipped step changed the parameters or moments");
+        sumsq = 0.25f;
+        ctx.ops->step_commit(&ctx, &state, &sumsq, &hyper);
+        AdamScalars want = adam_scalars(&hyper, 2);
+        EXPECT(&c, state.adam_steps == 2 && memcmp(&state.adam, &want, sizeof want) == 0,
+               "after a skip, the next step must use Adam step 2's bias corrections");
     }
 
     cpu_context_destroy(&ctx);

@@ -313,6 +313,9 @@ int main(void) {
            "finite differences %.2g\n", worst.fwd, worst.din, worst.dw, worst.dbias, worst.fd);
 
     check_workspace_guard(&c);
+    free(ctx.workspace);   // check_shape's exact-size workspace is ours, not the backend's
+    ctx.workspace = NULL;
+    ctx.workspace_bytes = 0;
     ops_context_destroy(&ctx);
     return test_finish("test_ops_conv", &c);
 }

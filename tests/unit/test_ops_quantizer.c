@@ -274,7 +274,7 @@ static void test_ema_hand(OpsContext *ctx, TestCounts *c) {
     //     = [1.875, 0.625];  w = 0.5 [2, 0] + 0.5 [6, -1] = [4, -0.5];  e = [4 / 1.875, -0.8]
     float size[2] = {1.0f, 0.0f}, w[2] = {2.0f, 0.0f}, e[2] = {7.0f, 7.0f};
     const float counts[2] = {3.0f, 1.0f}, sums[2] = {6.0f, -1.0f};
-    ctx->ops->ema_update(ctx, size, w, e, counts, sums, 2, 1, 0.5f, 0.25f);
+    ctx->ops->ema_update(ctx, size, w, e, counts, sums, 2, 1, 0.5f, 0.25f, NULL);
     EXPECT(c, size[0] == 1.875f && size[1] == 0.625f, "ema cluster sizes %g %g, want 1.875 0.625", size[0], size[1]);
     EXPECT(c, w[0] == 4.0f && w[1] == -0.5f, "ema_w %g %g, want 4 -0.5", w[0], w[1]);
     EXPECT(c, test_close(e[0], 4.0 / 1.875, 1e-7, 0) && test_close(e[1], -0.8, 1e-7, 0),
@@ -315,7 +315,7 @@ static void test_ema_steps(OpsContext *ctx, TestCounts *c, int k, int d) {
         int used = k > 3 ? k - 3 : k;   // some codes never used: their N decays towards eps
         for (int i = 0; i < M; i++) codes[i] = (int32_t)rng_below(&rng, (uint32_t)used);
         ctx->ops->vq_code_stats(ctx, z, codes, M, k, d, counts, sums);
-        ctx->ops->ema_update(ctx, size, w, e, counts, sums, k, d, decay, eps);
+        ctx->ops->ema_update(ctx, size, w, e, counts, sums, k, d, decay, eps, NULL);
         naive_ema(sd, wd, ed, counts, sums, k, d, decay, eps);
         for (int j = 0; j < k; j++) worst_size = fmax(worst_size, fabs(size[j] - sd[j]) / sd[j]);
         double wmax = 0.0;

@@ -1,0 +1,260 @@
+// bench.c: `vqvae_dist bench`: the real trainer's step timed on synthetic CIFAR-shaped data, with
+// one JSON line on stdout (rank 0) that bench/compare.py sets beside PyTorch's (docs/BENCHMARKS.md).
+// Writes no checkpoint and no metrics file.
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/common.h"
+#include "commands.h"
+#include "trainer.h"
+
+#ifdef VQ_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+#include <nccl.h>
+#endif
+
+// The build's git commit, when the build passes it in (-DVQ_GIT_COMMIT="...").
+#ifndef VQ_GIT_COMMIT
+#define VQ_GIT_COMMIT "unknown"
+#endif
+
+// ---- the process and the machine -------------------------------------------------------------
+
+// Seconds since the kernel started this process (/proc/self/stat field 22, in clock ticks since
+// boot), so start-up time includes loading the program and MPI_Init; -1 where /proc is missing.
+static double process_age_seconds(void) {
+    char buf[2048];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f) return -1.0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');   // the command name may hold spaces and parentheses
+    if (!p) return -1.0;
+    unsigned long long start_ticks = 0;
+    // after ")": field 3 (state) .. field 21, then starttime
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+               &start_ticks) != 1)
+        return -1.0;
+    long ticks_per_s = sysconf(_SC_CLK_TCK);
+    struct timespec now;
+    if (ticks_per_s <= 0 || clock_gettime(CLOCK_BOOTTIME, &now) != 0) return -1.0;
+    double age = (double)now.tv_sec + 1e-9 * (double)now.tv_nsec - (double)start_ticks / (double)ticks_per_s;
+    return age >= 0.0 ? age : -1.0;
+}
+
+// The CPU's model name from /proc/cpuinfo, or "unknown CPU".
+static void cpu_model_name(char *out, size_t len) {
+    copy_string(out, len, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
+        colon++;
+        while (*colon == ' ' || *colon == '\t') colon++;
+        copy_string(out, len, colon);
+        out[strcspn(out, "\n")] = '\0';
+        break;
+    }
+    fclose(f);
+}
+
+static size_t peak_rss_bytes(void) {
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+    return (size_t)usage.ru_maxrss * 1024;   // KiB on Linux
+}
+
+// On CUDA: the GPU's name into device, and the versions the binary runs with into versions as
+// JSON members (", \"cuda_runtime\": 12040, ..."). On the CPU: nothing (versions empty).
+static void cuda_description(const OpsContext *ctx, char *device, size_t device_len, char *versions,
+                             size_t versions_len) {
+    versions[0] = '\0';
+#ifdef VQ_HAVE_CUDA
+    if (ctx->kind != BACKEND_CUDA) return;
+    struct cudaDeviceProp props;
+    int runtime = 0, driver = 0, nccl = 0;
+    cudaError_t err = cudaGetDeviceProperties(&props, ctx->device_index);
+    if (err == cudaSuccess) err = cudaRuntimeGetVersion(&runtime);
+    if (err == cudaSuccess) err = cudaDriverGetVersion(&driver);
+    if (err != cudaSuccess)
+        fatal("bench: reading the properties of GPU %d failed: %s: %s", ctx->device_index, cudaGetErrorName(err),
+              cudaGetErrorString(err));
+    ncclResult_t nccl_err = ncclGetVersion(&nccl);
+    if (nccl_err != ncclSuccess) fatal("bench: ncclGetVersion failed: %s", ncclGetErrorString(nccl_err));
+    copy_string(device, device_len, props.name);
+    snprintf(versions, versions_len, ", \"cuda_runtime\": %d, \"cuda_driver\": %d, \"cudnn\": %zu, \"nccl\": %d",
+             runtime, driver, cudnnGetVersion(), nccl);
+#else
+    (void)ctx;
+    (void)device;
+    (void)device_len;
+    (void)versions_len;
+#endif
+}
+
+// ---- output ----------------------------------------------------------------------------------
+
+// s as a JSON string (quotes, backslashes and control characters escaped).
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+        else fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+// The trainer logs to stdout; a bench's stdout is its one JSON line, so the logs go to stderr
+// until the line is printed. Returns the saved stdout for stdout_restore.
+static int stdout_to_stderr(void) {
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    if (saved < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+        fatal("bench: cannot redirect stdout to stderr (dup/dup2 failed); is stdout closed?");
+    return saved;
+}
+
+static void stdout_restore(int saved) {
+    fflush(stdout);
+    if (dup2(saved, STDOUT_FILENO) < 0) fatal("bench: cannot restore stdout (dup2 failed)");
+    close(saved);
+}
+
+// ---- the command -----------------------------------------------------------------------------
+
+// Defaults, then the bench's data (synthetic CIFAR-shaped), then --config, then overrides; then
+// everything that would write a file points at nothing.
+static void bench_config(Config *cfg, const CliArgs *args, const Dist *dist) {
+    char err[1024];
+    config_defaults(cfg);
+    copy_string(cfg->dataset, sizeof cfg->dataset, "synthetic");
+    cfg->synthetic_channels = 3;
+    cfg->synthetic_size = 32;
+    if (args->config_path && config_load_file(cfg, args->config_path, err, sizeof err) != 0) fatal("%s", err);
+    for (int i = 0; i < args->override_count; i++)
+        if (config_apply_override(cfg, args->overrides[i], err, sizeof err) != 0) fatal("%s", err);
+    if (config_validate(cfg, err, sizeof err) != 0) fatal("%s", err);
+
+    int64_t global_batch = (int64_t)cfg->batch_size * dist->world;
+    if (strcmp(cfg->dataset, "synthetic") == 0 && cfg->synthetic_count < global_batch) {
+        // A benchmark of a large global batch should not fail on the size of made-up data.
+        int64_t count = 4 * global_batch;
+        CHECK(count <= (1 << 30), "bench: a global batch of %lld images is too large for the synthetic dataset",
+              (long long)global_batch);
+        log_info("bench: data.synthetic_count raised from %d to %lld so that it holds 4 global batches",
+                 cfg->synthetic_count, (long long)count);
+        cfg->synthetic_count = (int)count;
+    }
+    cfg->steps = (int64_t)args->warmup + args->steps;
+    cfg->checkpoint_every = 0;
+    cfg->eval_every = 0;
+    cfg->verify_every = 0;
+    const char *tmp = getenv("TMPDIR");
+    copy_string(cfg->checkpoint_dir, sizeof cfg->checkpoint_dir, tmp && *tmp ? tmp : "/tmp");   // exists: nothing made
+    copy_string(cfg->metrics_file, sizeof cfg->metrics_file, "/dev/null");
+}
+
+// The largest value over the ranks (memory peaks differ a little between ranks).
+static uint64_t max_over_ranks(Dist *dist, uint64_t value) {
+    uint64_t *all = xmalloc((size_t)dist->world * sizeof(uint64_t));
+    dist_allgather_u64(dist, value, all);
+    uint64_t best = 0;
+    for (int r = 0; r < dist->world; r++) best = all[r] > best ? all[r] : best;
+    free(all);
+    return best;
+}
+
+int command_bench(const CliArgs *args, Dist *dist) {
+    double entry = wall_time_seconds();
+    double age_at_entry = process_age_seconds();
+    int saved_stdout = stdout_to_stderr();
+
+    Config cfg;
+    bench_config(&cfg, args, dist);
+    char *yaml = config_to_yaml(&cfg);
+    log_info("--- resolved config ---\n%s-----------------------", yaml);
+    free(yaml);
+
+    Trainer t;
+    trainer_setup(&t, &cfg, dist, NULL);
+    OpsContext *ctx = &t.ctx;
+    const Ops *ops = ctx->ops;
+    int total = args->warmup + args->steps;
+    log_info("bench: %d warm-up steps, then %d timed steps", args->warmup, args->steps);
+
+    // Every clock reading follows a synchronize, so it sees the device's work done.
+    double first_step_end = 0.0, timed_start = 0.0;
+    size_t in_use_peak = 0;
+    for (int i = 0; i < total; i++) {
+        if (i == args->warmup) {
+            ops->synchronize(ctx);
+            timed_start = wall_time_seconds();
+        }
+        trainer_step(&t);
+        if (i == 0) {
+            ops->synchronize(ctx);
+            first_step_end = wall_time_seconds();
+            in_use_peak = ops->memory_in_use(ctx);   // (inside the timed steps only with --warmup 0)
+        }
+    }
+    ops->synchronize(ctx);
+    double elapsed = wall_time_seconds() - timed_start;
+
+    trainer_sync_state(&t);
+    StepMetrics sm = trainer_collect_metrics(&t);
+    // The step allocates nothing, so after the steps "now" is the peak, but for what cuDNN and
+    // cuBLAS may hold only while a call runs; the sample after the first step covers start-up.
+    size_t in_use_now = ops->memory_in_use(ctx);
+    if (in_use_now > in_use_peak) in_use_peak = in_use_now;
+    // CPU: the peak resident set, comparable with PyTorch's ru_maxrss; CUDA: device memory added
+    // since the context was created.
+    uint64_t peak_memory = max_over_ranks(dist, ctx->kind == BACKEND_CPU ? peak_rss_bytes() : in_use_peak);
+    uint64_t peak_allocated = max_over_ranks(dist, ctx->peak_allocated_bytes);
+    uint64_t in_use = max_over_ranks(dist, in_use_now);
+    double startup = age_at_entry >= 0.0 ? age_at_entry + (first_step_end - entry) : first_step_end - entry;
+
+    char device[256], versions[256];
+    cpu_model_name(device, sizeof device);
+    cuda_description(ctx, device, sizeof device, versions, sizeof versions);
+    int64_t global_batch = (int64_t)cfg.batch_size * dist->world;
+    double images_per_s = elapsed > 0.0 ? (double)args->steps * (double)global_batch / elapsed : 0.0;
+    log_info("bench: %d steps in %.3fs: %.1f images/s, %.2f ms/step; start-up to the end of the first step %.2fs",
+             args->steps, elapsed, images_per_s, 1000.0 * elapsed / args->steps, startup);
+    stdout_restore(saved_stdout);
+
+    if (dist->rank == 0) {
+        char loss[32] = "null";   // JSON has no NaN
+        if (isfinite(sm.loss)) snprintf(loss, sizeof loss, "%.6f", sm.loss);
+        printf("{\"impl\": \"vqvae_dist\", \"version\": ");
+        json_string(stdout, VQ_VERSION);
+        printf(", \"commit\": ");
+        json_string(stdout, VQ_GIT_COMMIT);
+        printf(", \"device\": ");
+        json_string(stdout, device);
+        printf(", \"backend\": \"%s\", \"precision\": \"%s\", \"compile\": false, \"quantizer\": \"%s\", "
+               "\"world\": %d, \"batch\": %d, \"global_batch\": %lld, \"threads\": %d, \"steps\": %d, "
+               "\"warmup\": %d, \"images_per_s\": %.2f, \"ms_per_step\": %.3f, \"startup_s\": %.3f, "
+               "\"final_loss\": %s, \"peak_memory_bytes\": %llu, \"peak_allocated_bytes\": %llu, "
+               "\"memory_in_use_bytes\": %llu%s}\n",
+               ops->name, ctx->kind == BACKEND_CUDA ? cfg.precision : "fp32", cfg.quantizer, dist->world,
+               cfg.batch_size, (long long)global_batch, ctx->kind == BACKEND_CPU ? ctx->threads : 0, args->steps,
+               args->warmup, images_per_s, 1000.0 * elapsed / args->steps, startup, loss,
+               (unsigned long long)peak_memory, (unsigned long long)peak_allocated, (unsigned long long)in_use,
+               versions);
+        fflush(stdout);
+    }
+    trainer_free(&t);
+    return EXIT_OK;
+}
