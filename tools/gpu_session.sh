@@ -211,7 +211,9 @@ make_lib_dir() {
     local syslibs
     syslibs=$(ldconfig -p 2>/dev/null | awk '/=>/{print $1}' | sort -u)
     : >"$PREFIX/libs-from-system.txt"
-    for pkg in $(ls "$PREFIX/.files"); do
+    local list
+    for list in "$PREFIX"/.files/*; do
+        pkg=$(basename "$list")
         while read -r f; do
             f=${f#.}
             case "$f" in */lib/*.so.[0-9]* | */lib/*/*.so.[0-9]*) ;; *) continue ;; esac
@@ -225,7 +227,7 @@ make_lib_dir() {
             fi
             f=$PREFIX/usr${f#/usr}
             [ -e "$f" ] && ln -sfn "$f" "$dir/$base" && [ "$base" != "$so" ] && ln -sfn "$f" "$dir/$so"
-        done <"$PREFIX/.files/$pkg"
+        done <"$list"
     done
     mkdir -p "$PREFIX/bin-vq"
     for f in mpirun mpiexec orterun; do ln -sfn "$PREFIX/usr/bin/orterun" "$PREFIX/bin-vq/$f"; done
@@ -239,9 +241,9 @@ find_cuda_parts() {
     NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
     CUDA_HOME=${CUDA_HOME:-$( [ -n "$NVCC" ] && dirname "$(dirname "$(readlink -f "$NVCC")")")}
     local inc=("$CUDA_HOME/include" "$CUDA_HOME/targets/x86_64-linux/include" /usr/local/cuda/include
-               /usr/include /usr/include/$ARCH)
+               /usr/include "/usr/include/$ARCH")
     local lib=("$CUDA_HOME/lib64" "$CUDA_HOME/lib" "$CUDA_HOME/targets/x86_64-linux/lib" /usr/local/cuda/lib64
-               /usr/lib/$ARCH)
+               "/usr/lib/$ARCH")
     local py n
     for py in python3 /usr/bin/python3; do   # pip's nvidia-cudnn-*, nvidia-nccl-* (PyTorch's own)
         command -v "$py" >/dev/null || continue
@@ -253,8 +255,11 @@ find_cuda_parts() {
     first() { local f; for f in "$@"; do [ -s "$f" ] && { echo "$f"; return; }; done; }
     CUDNN_H=$(first "${inc[@]/%//cudnn_version.h}")
     NCCL_H=$(first "${inc[@]/%//nccl.h}")
-    CUDNN_LIB=$(first "${lib[@]/%//libcudnn.so}" $(for d in "${lib[@]}"; do ls "$d"/libcudnn.so.[0-9]* 2>/dev/null; done))
-    NCCL_LIB=$(first "${lib[@]/%//libnccl.so}" $(for d in "${lib[@]}"; do ls "$d"/libnccl.so.[0-9]* 2>/dev/null; done))
+    local cudnn_so=() nccl_so=() d   # the linker names first, then versioned ones (pip wheels have only those)
+    for d in "${lib[@]}"; do cudnn_so+=("$d/libcudnn.so"); nccl_so+=("$d/libnccl.so"); done
+    for d in "${lib[@]}"; do cudnn_so+=("$d"/libcudnn.so.[0-9]*); nccl_so+=("$d"/libnccl.so.[0-9]*); done
+    CUDNN_LIB=$(first "${cudnn_so[@]}")
+    NCCL_LIB=$(first "${nccl_so[@]}")
     export NVCC CUDA_HOME CUDNN_H NCCL_H CUDNN_LIB NCCL_LIB
 }
 
@@ -272,7 +277,7 @@ set_env() {
     local d
     for d in "$CUDNN_LIB" "$NCCL_LIB"; do   # cuDNN loads its engine libraries by name
         [ -n "$d" ] && case ":$LD_LIBRARY_PATH:" in *":$(dirname "$d"):"*) ;; *)
-            export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$d") ;; esac
+            LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$d") ;; esac
     done
 }
 mpirun_cmd() { MPIRUN=(mpirun --oversubscribe --bind-to none); }
@@ -442,6 +447,7 @@ ctest_cpu() {
 phase_test() {
     have_build || return 1
     step test-gpu 420 ctest_gpu
+    GPU_CTEST_RAN=1   # test_gpu_nccl is among them
     step test-parity-cuda 240 ctest_parity_cuda
 }
 phase_cputest() {
@@ -552,7 +558,11 @@ ctest_nccl() {
 phase_nccl() {
     have_build || return 1
     mkdir -p "$CALL/nccl"
-    step nccl-ctest 300 ctest_nccl
+    if [ -n "${GPU_CTEST_RAN:-}" ]; then
+        note "nccl-ctest                     (test_gpu_nccl ran with the test phase above: see test-gpu)"
+    else
+        step nccl-ctest 300 ctest_nccl
+    fi
     step nccl-runs 300 nccl_runs
 }
 
