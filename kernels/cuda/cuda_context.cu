@@ -183,14 +183,7 @@ extern "C" void cuda_context_init(OpsContext *ctx, int device_index, Precision p
     st->used_at_init = total_bytes - free_bytes;
     CUDA_CHECK(cudaGetDeviceProperties(&b->props, device_index));
     b->deterministic = deterministic;
-    b->conv_precision = precision;
-    if (precision == PRECISION_BF16) {
-        // Correctness first: bf16 convolutions are not implemented yet. Said once per process.
-        if (launcher_rank() == 0)
-            log_warn("precision bf16 is not implemented by the CUDA backend yet; the convolutions run "
-                     "in TF32 instead (the quantizer is fp32 either way)");
-        b->conv_precision = PRECISION_TF32;
-    }
+    b->conv_precision = precision;   // bf16: cuda_conv.cu stages operands in bf16 (docs/CUDA.md)
 
     CUDA_CHECK(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
     ctx->backend = b;   // cuda_alloc needs the stream and the table from here on
