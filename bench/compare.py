@@ -6,7 +6,7 @@ interleaved; the fastest run of each counts), collects their JSON lines, and wri
 bench/results/<date>-<device>/ with README.md (the table, the speedups against the targets, the versions)
 and raw/ (every command's stdout and stderr). With --loss-steps N it also trains ours (`vqvae_dist train`) and
 PyTorch eager for N steps with --loss-seeds seeds each and checks that the mean training loss of the last
-steps agrees within --loss-tolerance (2%).
+steps agrees within --loss-tolerance (2%), PyTorch starting from our initial weights and our images.
 
     /usr/bin/python3 bench/compare.py --bin build/vqvae_dist --device cpu --threads 2 --batch 32 --steps 20
     python3 bench/compare.py --bin build/vqvae_dist --device cuda --batch 256 --steps 200 --loss-steps 1000
@@ -85,27 +85,57 @@ def losses(path):
     return [r['loss'] for r in rows if r.get('kind', 'train') == 'train']
 
 
-def loss_check(args, ours_train_cmd, torch_cmd, raw_dir, log):
-    """Train both sides for args.loss_steps steps per seed; compare the means over seeds of the mean loss of the
-    last `window` steps (one step's loss is too noisy to compare). Returns a dict for the report."""
+def synthetic_count(config_path, overrides):
+    """data.synthetic_count as the config file and the overrides set it (default 2048)."""
+    count, section = 2048, None
+    with open(config_path) as f:
+        for line in f:
+            text = line.split('#')[0].rstrip()
+            if text and not text[0].isspace():
+                section = text.strip().rstrip(':')
+            elif section == 'data' and text.strip().startswith('synthetic_count:'):
+                count = int(text.split(':', 1)[1])
+    for o in overrides:
+        if o.startswith('data.synthetic_count='):
+            count = int(o.split('=', 1)[1])
+    return count
+
+
+def loss_check(args, common, torch_cmd, raw_dir, log):
+    """Train both sides for args.loss_steps steps per seed and compare the means over seeds of the mean loss of
+    the last `window` steps (one step's loss is too noisy). Unless --loss-own-start, PyTorch starts where ours
+    does: our initial weights and codebook (before.h5 of `vqvae_dist debug-step` with the same config and seed)
+    and our synthetic images (batch.h5 of a debug-step whose batch is the whole set), so that only the sample
+    order and the arithmetic differ. Ours runs as one process. Returns a dict for the report."""
     window = max(1, min(100, args.loss_steps // 10))
+    count = synthetic_count(args.config, args.overrides)
     ours, theirs = [], []
     for i in range(args.loss_seeds):
         seed = 1234 + i
         run_dir = tempfile.mkdtemp(prefix='vqvae-loss-')
         try:
-            cmd = ours_train_cmd + [f'train.steps={args.loss_steps}', 'log.every=1', 'checkpoint.every=0',
-                                    'train.eval_batches=1', f'checkpoint.dir={run_dir}', f'train.seed={seed}']
+            cmd = [args.bin, 'train', *common, f'train.steps={args.loss_steps}', 'log.every=1', 'checkpoint.every=0',
+                   'train.eval_batches=1', f'checkpoint.dir={run_dir}', f'train.seed={seed}']
             run(cmd, f'loss-ours-seed{seed}', raw_dir, log, want_json=False)
             kept = os.path.join(raw_dir, f'loss-ours-seed{seed}.metrics.jsonl')
             shutil.copyfile(os.path.join(run_dir, 'metrics.jsonl'), kept)
             ours.append(losses(kept))
+
+            start = []
+            if not args.loss_own_start:
+                init_dir, data_dir = os.path.join(run_dir, 'init'), os.path.join(run_dir, 'data')
+                run([args.bin, 'debug-step', *common, f'train.seed={seed}', '--out', init_dir],
+                    f'loss-init-seed{seed}', raw_dir, log, want_json=False)
+                run([args.bin, 'debug-step', *common, f'train.seed={seed}', f'train.batch_size={count}',
+                     '--out', data_dir], f'loss-data-seed{seed}', raw_dir, log, want_json=False)
+                start = ['--init-from', os.path.join(init_dir, 'before.h5'),
+                         '--images', os.path.join(data_dir, 'batch.h5')]
+            loss_log = os.path.join(raw_dir, f'loss-pytorch-seed{seed}.jsonl')
+            run(torch_cmd[:2] + ['--steps', str(args.loss_steps), '--warmup', '0', '--loss-log', loss_log, *start]
+                + torch_cmd[2:] + [f'train.seed={seed}'], f'loss-pytorch-seed{seed}', raw_dir, log)
+            theirs.append(losses(loss_log))
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
-        loss_log = os.path.join(raw_dir, f'loss-pytorch-seed{seed}.jsonl')
-        run(torch_cmd[:2] + ['--steps', str(args.loss_steps), '--warmup', '0', '--loss-log', loss_log]
-            + torch_cmd[2:] + [f'train.seed={seed}'], f'loss-pytorch-seed{seed}', raw_dir, log)
-        theirs.append(losses(loss_log))
     for name, curves in (('ours', ours), ('PyTorch', theirs)):
         for c in curves:
             if len(c) != args.loss_steps:
@@ -137,6 +167,8 @@ def main():
     p.add_argument('--no-compile', action='store_true', help='skip the torch.compile run')
     p.add_argument('--loss-steps', type=int, default=0, help='also train N steps each and compare the losses')
     p.add_argument('--loss-seeds', type=int, default=1, help='seeds per side for --loss-steps (train.seed 1234, ...)')
+    p.add_argument('--loss-own-start', action='store_true',
+                   help='PyTorch starts from its own init and look-alike data, not from ours (a looser check)')
     p.add_argument('--loss-tolerance', type=float, default=0.02, help='relative, for --loss-steps')
     p.add_argument('--out', default=os.path.join(ROOT, 'bench', 'results'), help='parent of the results folder')
     p.add_argument('--date', default=datetime.date.today().isoformat())
@@ -167,12 +199,12 @@ def main():
     common = ['--config', args.config, 'data.dataset=synthetic', f'train.batch_size={args.batch}',
               f'train.device={args.device}', f'train.precision={args.precision}', f'train.threads={threads}',
               *args.overrides]
-    ours_cmd, ours_train_cmd = [args.bin, 'bench', *common], [args.bin, 'train', *common]
+    ours_cmd = [args.bin, 'bench', *common]
     if args.np > 1:
         mpirun = ['mpirun', '-np', str(args.np)]
         if os.geteuid() == 0:
             mpirun += ['--allow-run-as-root', '--oversubscribe']
-        ours_cmd, ours_train_cmd = mpirun + ours_cmd, mpirun + ours_train_cmd
+        ours_cmd = mpirun + ours_cmd
     torch_cmd = [args.python, os.path.join(ROOT, 'bench', 'pytorch_vqvae.py'), '--config', args.config,
                  '--batch', str(args.batch), '--device', args.device, '--precision', args.precision,
                  '--threads', str(threads), *args.overrides]
@@ -197,13 +229,13 @@ def main():
 
     ours, eager, compiled = best(runs['ours']), best(runs['eager']), best(runs['compile'])
 
-    loss = loss_check(args, ours_train_cmd, torch_cmd, raw_dir, log) if args.loss_steps > 0 else None
+    loss = loss_check(args, common, torch_cmd, raw_dir, log) if args.loss_steps > 0 else None
 
     # ---- the report ------------------------------------------------------------------------------
     torch_version = eager['version'] if eager else '?'
     md = [f'# vqvae_dist vs PyTorch, {args.date}, {ours["device"]} ({args.device})', '',
           f'- commit {git_commit()} (binary reports {ours.get("commit")}), torch {torch_version}',
-          f'- model: {os.path.relpath(args.config, ROOT)} {" ".join(args.overrides)} on synthetic data '
+          f'- model: {" ".join([os.path.relpath(args.config, ROOT), *args.overrides])} on synthetic data '
           f'(data.dataset=synthetic), quantizer {ours["quantizer"]}, batch {args.batch} per process'
           f'{f" x {args.np} ranks (ours)" if args.np > 1 else ""}, {args.warmup} warm-up + {args.steps} timed steps, '
           f'best of {args.repeat}',
@@ -252,9 +284,11 @@ def main():
     if loss:
         def spread(x):
             return '-' if x is None else f'{100 * x:.1f}%'
-        md += ['', f'Training loss after {args.loss_steps} steps, batch {args.batch}: the mean over the last '
-                   f'{loss["window"]} steps, averaged over {args.loss_seeds} seed(s) (same config and data '
-                   'distribution; initial weights and samples differ between the sides):',
+        start = ('PyTorch from its own initial weights and look-alike synthetic data' if args.loss_own_start else
+                 'PyTorch from our initial weights and codebook and on our synthetic images; the sample order '
+                 'differs')
+        md += ['', f'Training loss after {args.loss_steps} steps, batch {args.batch}, one process each: the mean over '
+                   f'the last {loss["window"]} steps, averaged over {args.loss_seeds} seed(s) ({start}):',
                f'- vqvae_dist (`train`): {loss["ours"]:.5f} (per seed {", ".join(f"{x:.5f}" for x in loss["ours_seeds"])}; '
                f'seed-to-seed spread {spread(loss["ours_spread"])})',
                f'- PyTorch eager: {loss["pytorch"]:.5f} (per seed '

@@ -170,6 +170,13 @@ def main():
                              'either way, as ours')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the model (torch >= 2.0; otherwise the JSON says "unavailable")')
+    parser.add_argument('--init-from', metavar='CKPT',
+                        help='start from this checkpoint of ours (e.g. before.h5 of `vqvae_dist debug-step`: the '
+                             'initial weights and codebook our trainer starts from) instead of a fresh init')
+    parser.add_argument('--images', metavar='H5',
+                        help='train on the "images" dataset [N, C, H, W] of this HDF5 file (e.g. batch.h5 of '
+                             '`vqvae_dist debug-step train.batch_size=<data.synthetic_count>`: all our synthetic '
+                             'images) instead of generating look-alikes')
     parser.add_argument('--loss-log', metavar='FILE',
                         help='write {"step": N, "loss": L} per step to FILE, as our metrics.jsonl (for loss '
                              'comparisons: it synchronizes every step, so do not time with it)')
@@ -217,14 +224,27 @@ def main():
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     count = max(cfg['data.synthetic_count'], batch)
-    pool = synthetic_images(count, cfg['data.channels'], cfg['data.image_size'], generator).to(device)
-    data_variance = float(pool.var(unbiased=False))
-    model = ref.Model(in_channels=cfg['data.channels'], num_hiddens=cfg['model.num_hiddens'],
-                      num_residual_hiddens=cfg['model.num_residual_hiddens'],
-                      num_residual_layers=cfg['model.num_residual_layers'],
-                      num_embeddings=cfg['quantizer.num_embeddings'], embedding_dim=cfg['model.embedding_dim'],
-                      commitment_cost=cfg['quantizer.commitment_cost'], quantizer=cfg['quantizer.type'],
-                      decay=cfg['quantizer.decay'], epsilon=cfg['quantizer.epsilon']).to(device).train()
+    if args.images:
+        import h5py
+        with h5py.File(args.images, 'r') as h5:
+            pool = torch.from_numpy(h5['images'][:]).to(device)
+            # our variance (in double over the uint8 histogram) when the file carries it
+            data_variance = float(h5.attrs.get('data_variance', pool.var(unbiased=False)))
+        count = pool.shape[0]
+        if count < batch:
+            sys.exit(f'pytorch_vqvae.py: {args.images} holds {count} images, fewer than one batch of {batch}')
+    else:
+        pool = synthetic_images(count, cfg['data.channels'], cfg['data.image_size'], generator).to(device)
+        data_variance = float(pool.var(unbiased=False))
+    if args.init_from:
+        model = ref.load_from_checkpoint(args.init_from)[0].to(device).train()
+    else:
+        model = ref.Model(in_channels=cfg['data.channels'], num_hiddens=cfg['model.num_hiddens'],
+                          num_residual_hiddens=cfg['model.num_residual_hiddens'],
+                          num_residual_layers=cfg['model.num_residual_layers'],
+                          num_embeddings=cfg['quantizer.num_embeddings'], embedding_dim=cfg['model.embedding_dim'],
+                          commitment_cost=cfg['quantizer.commitment_cost'], quantizer=cfg['quantizer.type'],
+                          decay=cfg['quantizer.decay'], epsilon=cfg['quantizer.epsilon']).to(device).train()
 
     # Our sampler: a fresh permutation each epoch, whole batches only.
     batches_per_epoch = count // batch
@@ -237,7 +257,7 @@ def main():
         return pool[order[0][j * batch:(j + 1) * batch]]
 
     first = next_batch(0)
-    if cfg['quantizer.type'] == 'ema' and cfg['quantizer.init'] in ('auto', 'data'):
+    if cfg['quantizer.type'] == 'ema' and cfg['quantizer.init'] in ('auto', 'data') and not args.init_from:
         init_codebook_from_data(model, first, generator)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg['train.lr'],
                                  betas=(cfg['train.beta1'], cfg['train.beta2']), eps=cfg['train.eps'],
