@@ -1,7 +1,6 @@
 // ops.c: backend-independent helpers of ops.h and the choice of backend.
 #include "ops.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,22 +44,6 @@ size_t conv_in_count(const ConvShape *s) {
 
 size_t conv_out_count(const ConvShape *s) {
     return (size_t)s->batch * (size_t)s->out_channels * (size_t)s->out_height * (size_t)s->out_width;
-}
-
-AdamScalars adam_scalars(const AdamHyper *hyper, long step) {
-    CHECK(step >= 1, "adam_scalars: step must be the 1-based step after increment, got %ld", step);
-    double bias_correction1 = 1.0 - pow(hyper->beta1, (double)step);
-    double bias_correction2 = 1.0 - pow(hyper->beta2, (double)step);
-    AdamScalars s;
-    s.neg_step_size = (float)(-(hyper->lr / bias_correction1));
-    s.bias_correction2_sqrt = (float)sqrt(bias_correction2);
-    s.beta1 = (float)hyper->beta1;
-    s.beta2 = (float)hyper->beta2;
-    s.one_minus_beta1 = (float)(1.0 - hyper->beta1);
-    s.one_minus_beta2 = (float)(1.0 - hyper->beta2);
-    s.eps = (float)hyper->eps;
-    s.weight_decay = (float)hyper->weight_decay;
-    return s;
 }
 
 #ifndef VQ_HAVE_CUDA

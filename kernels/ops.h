@@ -11,6 +11,7 @@
 // - Every op is deterministic on the CPU backend (fixed summation order), so CPU runs are
 //   bit-reproducible. The CUDA backend is deterministic when ctx->deterministic is set.
 #pragma once
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,7 +56,28 @@ typedef struct {
     float one_minus_beta1, one_minus_beta2;
     float eps, weight_decay;
 } AdamScalars;
-AdamScalars adam_scalars(const AdamHyper *hyper, long step);
+
+// One formula for the host (CPU step_commit) and the device (CUDA step_commit), so both backends
+// form the same scalars. step is the 1-based optimizer step after increment.
+#ifdef __CUDACC__
+#define VQ_HOST_DEVICE __host__ __device__
+#else
+#define VQ_HOST_DEVICE
+#endif
+static inline VQ_HOST_DEVICE AdamScalars adam_scalars(const AdamHyper *hyper, long step) {
+    double bias_correction1 = 1.0 - pow(hyper->beta1, (double)step);
+    double bias_correction2 = 1.0 - pow(hyper->beta2, (double)step);
+    AdamScalars s;
+    s.neg_step_size = (float)(-(hyper->lr / bias_correction1));
+    s.bias_correction2_sqrt = (float)sqrt(bias_correction2);
+    s.beta1 = (float)hyper->beta1;
+    s.beta2 = (float)hyper->beta2;
+    s.one_minus_beta1 = (float)(1.0 - hyper->beta1);
+    s.one_minus_beta2 = (float)(1.0 - hyper->beta2);
+    s.eps = (float)hyper->eps;
+    s.weight_decay = (float)hyper->weight_decay;
+    return s;
+}
 
 // The training step's counters and verdict, in device memory (host memory on the CPU backend),
 // updated by step_commit so that the step needs no host decision; the trainer downloads it at

@@ -50,9 +50,9 @@ void cuda_flag_nonfinite(OpsContext *ctx, const float *values, int n, float *fla
     CUDA_CHECK(cudaGetLastError());
 }
 
-// One thread. The scalars are formed in double and rounded once, as adam_scalars (ops.c) does on
-// the host; CUDA's double pow and sqrt are correctly rounded or within an ulp of glibc's, so the
-// float results match the CPU backend's except in the rarest rounding ties.
+// One thread. adam_scalars (ops.h) is the CPU backend's formula; CUDA's double pow and sqrt are
+// correctly rounded or within an ulp of glibc's, so the float results match the CPU backend's
+// except in the rarest rounding ties.
 __global__ void step_commit_kernel(StepState *state, const float *grad_sumsq, AdamHyper hyper) {
     state->steps++;
     state->finite = isfinite(*grad_sumsq) ? 1 : 0;
@@ -61,19 +61,8 @@ __global__ void step_commit_kernel(StepState *state, const float *grad_sumsq, Ad
         state->last_skipped = state->steps;
         return;
     }
-    int step = ++state->adam_steps;
-    double bias_correction1 = 1.0 - pow(hyper.beta1, (double)step);
-    double bias_correction2 = 1.0 - pow(hyper.beta2, (double)step);
-    AdamScalars s;
-    s.neg_step_size = (float)(-(hyper.lr / bias_correction1));
-    s.bias_correction2_sqrt = (float)sqrt(bias_correction2);
-    s.beta1 = (float)hyper.beta1;
-    s.beta2 = (float)hyper.beta2;
-    s.one_minus_beta1 = (float)(1.0 - hyper.beta1);
-    s.one_minus_beta2 = (float)(1.0 - hyper.beta2);
-    s.eps = (float)hyper.eps;
-    s.weight_decay = (float)hyper.weight_decay;
-    state->adam = s;
+    state->adam_steps++;
+    state->adam = adam_scalars(&hyper, state->adam_steps);
 }
 
 void cuda_step_commit(OpsContext *ctx, StepState *state, const float *grad_sumsq, const AdamHyper *hyper) {

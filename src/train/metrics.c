@@ -122,6 +122,6 @@ void metrics_write_json(Trainer *t, const char *kind, const StepMetrics *sm, dou
             json_number(sm->loss, v[0], 40), json_number(sm->recon_mse, v[1], 40), json_number(sm->nmse, v[2], 40),
             json_number(sm->vq_loss, v[3], 40), json_number(sm->perplexity, v[4], 40),
             json_number(sm->usage, v[5], 40), json_number(sm->grad_norm, v[6], 40),
-            json_number(images_per_s, v[7], 40), (long long)t->skipped_steps, wall_time_seconds() - t->start_time);
+            json_number(images_per_s, v[7], 40), (long long)t->state_host.skipped, wall_time_seconds() - t->start_time);
     fflush(t->metrics_file);
 }

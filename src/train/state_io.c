@@ -32,7 +32,7 @@ void trainer_fill_meta(const Trainer *t, CheckpointMeta *meta) {
     meta->world_size = t->dist->world;
     copy_string(meta->arch, sizeof meta->arch, t->cfg.arch);
     copy_string(meta->quantizer, sizeof meta->quantizer, t->cfg.quantizer);
-    meta->adam_step = t->adam_step;
+    meta->adam_step = t->state_host.adam_steps;
     meta->lr = t->cfg.lr;
     meta->beta1 = t->cfg.beta1;
     meta->beta2 = t->cfg.beta2;
@@ -150,7 +150,7 @@ int trainer_resume(Trainer *t, const char *resume) {
     ctx->ops->to_device(ctx, m->adam_v, st.exp_avg_sq, m->registry.trainable_count * sizeof(float));
 
     t->step = meta.step;
-    t->adam_step = meta.adam_step;
+    t->state_host.adam_steps = (int32_t)meta.adam_step;
     t->samples_seen = meta.samples_seen;
     t->position.epoch = meta.epoch;
     t->position.offset = meta.epoch_offset;

@@ -187,12 +187,11 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
         if (model_codebook_init_from_data(cfg)) init_codebook_from_data(t);
     }
     // The device counters start from the (restored) host ones.
-    StepState start = {.steps = (int32_t)t->step, .adam_steps = (int32_t)t->adam_step,
-                       .skipped = (int32_t)(t->step - t->adam_step), .finite = 1};
     CHECK(t->step < INT32_MAX, "step %lld exceeds the device step counter's range", (long long)t->step);
-    t->ctx.ops->to_device(&t->ctx, t->state, &start, sizeof start);
-    t->state_host = start;
-    t->skipped_steps = start.skipped;
+    int32_t adam_steps = t->state_host.adam_steps;
+    t->state_host = (StepState){.steps = (int32_t)t->step, .adam_steps = adam_steps,
+                                .skipped = (int32_t)t->step - adam_steps, .finite = 1};
+    t->ctx.ops->to_device(&t->ctx, t->state, &t->state_host, sizeof t->state_host);
     t->first_step = t->step;
     open_metrics_file(t);
     log_info("model: resnet, %zu trainable parameters, quantizer %s K=%d D=%d, latent %dx%d; backend %s, %d ranks, "
@@ -341,18 +340,16 @@ void trainer_step(Trainer *t) {
 }
 
 void trainer_sync_state(Trainer *t) {
-    int64_t skipped_before = t->state_host.skipped;
+    int32_t skipped_before = t->state_host.skipped;
     dist_sync(t->dist, &t->ctx);   // a hung collective ends the job here instead of blocking to_host
     t->ctx.ops->to_host(&t->ctx, &t->state_host, t->state, sizeof t->state_host);
     CHECK(t->state_host.steps == t->step, "the device step counter (%d) disagrees with the host's (%lld)",
           t->state_host.steps, (long long)t->step);
-    t->adam_step = t->state_host.adam_steps;
-    t->skipped_steps = t->state_host.skipped;
-    int64_t new_skips = t->skipped_steps - skipped_before;
+    int32_t new_skips = t->state_host.skipped - skipped_before;
     if (new_skips > 0)   // every rank says so: the verdict is the same everywhere by construction
         log_warn("%lld step(s) skipped since the last report, the last one step %d: the loss or the gradient was "
                  "not finite on some rank, so every rank skipped the update (%lld skipped in all)",
-                 (long long)new_skips, t->state_host.last_skipped, (long long)t->skipped_steps);
+                 (long long)new_skips, t->state_host.last_skipped, (long long)t->state_host.skipped);
 }
 
 // FNV-1a over the bytes: any difference in any bit shows.
@@ -464,6 +461,6 @@ TrainOutcome trainer_run(Trainer *t) {
     double elapsed = wall_time_seconds() - t->start_time;
     log_info("done: %lld steps in %.1fs (%.1f images/s overall), %lld skipped", (long long)(t->step - first_step),
              elapsed, elapsed > 0 ? (double)(t->step - first_step) * t->model.batch * t->dist->world / elapsed : 0.0,
-             (long long)t->skipped_steps);
+             (long long)t->state_host.skipped);
     return TRAIN_DONE;
 }

@@ -37,9 +37,7 @@ typedef struct {
     // The step's verdict and counters live on the device (ops.h StepState) so that a step needs no
     // host decision; state_host is its copy as of the last trainer_sync_state.
     StepState *state;         // device
-    StepState state_host;
-    int64_t adam_step;        // = state_host.adam_steps (optimizer steps taken)
-    int64_t skipped_steps;    // = state_host.skipped
+    StepState state_host;     // resume fills its adam_steps; setup uploads it
     AdamHyper adam_hyper;
 
     // buffers allocated once
@@ -94,7 +92,7 @@ void trainer_load_next_batch(Trainer *t);
 void trainer_compute_gradients(Trainer *t);
 // the usage window, the step verdict (ops step_commit), and (when finite) Adam and the EMA update.
 void trainer_apply_update(Trainer *t);
-// Download the step counters (a host sync): updates adam_step / skipped_steps and warns about
+// Download the step counters (a host sync) into state_host and warn about
 // steps skipped since the last call. Called at log intervals, before checkpoints, at the end.
 void trainer_sync_state(Trainer *t);
 // dist.verify_every: all ranks compare a checksum of their parameters, codebook and Adam moments;

@@ -28,6 +28,7 @@
 #include "core/common.h"
 #include "core/rng.h"
 #include "kernels/ops.h"
+#include "gpu_conv_cases.h"
 #include "test_util.h"
 #ifdef VQ_HAVE_CUDA
 #include "kernels/cuda/cuda_api.h"
@@ -528,23 +529,9 @@ static void test_data(TestCounts *t, OpsContext *cpu, OpsContext *gpu) {
 
 // ---- convolutions ------------------------------------------------------------------------------
 
-typedef struct {
-    const char *name;
-    int cin, h, w, cout, k, stride, pad, transposed, bias;
-} ConvCase;
-
-// The resnet arch at CIFAR size (h = 128, residual hidden 32, D = 64) and the MNIST arch's
-// k7 1x1-latent pair.
+// The resnet arch at CIFAR size and the MNIST arch's k7 1x1-latent pair.
 static const ConvCase CONV_CASES[] = {
-    {"enc conv1 3->64 k4s2p1 32", 3, 32, 32, 64, 4, 2, 1, 0, 1},
-    {"enc conv2 64->128 k4s2p1 16", 64, 16, 16, 128, 4, 2, 1, 0, 1},
-    {"enc conv3 128->128 k3p1 8", 128, 8, 8, 128, 3, 1, 1, 0, 1},
-    {"res conv 128->32 k3p1 no bias", 128, 8, 8, 32, 3, 1, 1, 0, 0},
-    {"res conv 32->128 k1 no bias", 32, 8, 8, 128, 1, 1, 0, 0, 0},
-    {"pre-vq conv 128->64 k1", 128, 8, 8, 64, 1, 1, 0, 0, 1},
-    {"dec conv1 64->128 k3p1", 64, 8, 8, 128, 3, 1, 1, 0, 1},
-    {"dec convT1 128->64 k4s2p1 8->16", 128, 8, 8, 64, 4, 2, 1, 1, 1},
-    {"dec convT2 64->3 k4s2p1 16->32", 64, 16, 16, 3, 4, 2, 1, 1, 1},
+    RESNET_CIFAR_CONV_CASES,
     {"mnist conv 32->8 k7 7->1", 32, 7, 7, 8, 7, 1, 0, 0, 1},
     {"mnist convT 8->32 k7 1->7", 8, 1, 1, 32, 7, 1, 0, 1, 1},
 };

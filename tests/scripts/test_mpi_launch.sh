@@ -26,6 +26,7 @@ kill -TERM $pid
 wait $pid
 rc=$?
 check "run_local: SIGTERM -> exit 75 (got $rc)" [ $rc -eq 75 ]
+[ $rc -eq 75 ] || tail -n 20 "$WORK/local.log"
 check "run_local: a checkpoint was written" test -s "$dir/latest"
 check "run_local: the log says how to resume" grep -q "resumes with --resume auto" "$WORK/local.log"
 
