@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static int env_int(const char *const *names, int fallback) {
@@ -188,4 +189,22 @@ char *read_text_file(const char *path, size_t *len_out, char *err, size_t err_le
     buf[len] = '\0';
     if (len_out) *len_out = len;
     return buf;
+}
+
+int make_dirs(const char *path, char *err, size_t err_len) {
+    char buf[4096];
+    if (copy_string(buf, sizeof buf, path) != 0) return set_error(err, err_len, "path too long: '%s'", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0775) != 0 && errno != EEXIST)
+            return set_error(err, err_len, "cannot create folder '%s': %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0775) != 0 && errno != EEXIST)
+        return set_error(err, err_len, "cannot create folder '%s': %s", buf, strerror(errno));
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+        return set_error(err, err_len, "'%s' exists but is not a folder; choose another path", path);
+    return 0;
 }

@@ -49,5 +49,9 @@ double wall_time_seconds(void);   // monotonic clock
 // Levenshtein distance, for "did you mean" hints.
 int edit_distance(const char *a, const char *b);
 
+// mkdir -p: create path and its missing parents (mode 0775). 0, or -1 with err naming the part
+// that could not be made, or saying that path exists but is not a folder.
+int make_dirs(const char *path, char *err, size_t err_len);
+
 // Read a whole file into a malloc'd NUL-terminated buffer; returns NULL and fills err on failure.
 char *read_text_file(const char *path, size_t *len_out, char *err, size_t err_len);

@@ -345,26 +345,6 @@ static int write_text_atomic(const char *path, const char *text, char *err, size
     return 0;
 }
 
-// mkdir -p
-static int make_dirs(const char *dir, char *err, size_t err_len) {
-    char buf[CKPT_PATH_MAX];
-    if (copy_string(buf, sizeof buf, dir) != 0) return set_error(err, err_len, "path too long: '%s'", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return set_error(err, err_len, "cannot create checkpoint folder '%s': %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return set_error(err, err_len, "cannot create checkpoint folder '%s': %s", buf, strerror(errno));
-    struct stat st;
-    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
-        return set_error(err, err_len, "checkpoint folder '%s' exists but is not a folder; set checkpoint.dir to "
-                         "another path", dir);
-    return 0;
-}
-
 // ---- save ----------------------------------------------------------------------------------
 
 // Chunk = whole dataset, split along the outer dimensions only when it exceeds the cap.

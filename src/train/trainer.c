@@ -5,7 +5,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/common.h"
@@ -58,23 +57,6 @@ static void upload_train_set(Trainer *t) {
     t->perm_device = ctx->ops->alloc(ctx, (size_t)ds->count * sizeof(int32_t));
     t->perm_staging = xmalloc((size_t)ds->count * sizeof(int32_t));
     t->perm_device_epoch = -1;
-}
-
-// mkdir -p for the run folder (rank 0).
-static void make_dirs(const char *path) {
-    char buf[CONFIG_STRING_MAX];
-    copy_string(buf, sizeof buf, path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(buf, 0775);
-        *p = '/';
-    }
-    if (mkdir(buf, 0775) != 0) {
-        struct stat st;
-        if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
-            fatal("cannot create the run folder '%s' (checkpoint.dir); check the path and permissions", path);
-    }
 }
 
 static void open_metrics_file(Trainer *t) {
@@ -181,7 +163,8 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
     open_test_hooks(t);
     t->progress_bar = isatty(STDERR_FILENO) && dist->rank == 0;
 
-    if (dist->rank == 0) make_dirs(cfg->checkpoint_dir);
+    if (dist->rank == 0 && make_dirs(cfg->checkpoint_dir, err, sizeof err) != 0)
+        fatal("cannot create the run folder (checkpoint.dir): %s; check the path and permissions", err);
     if (!(resume && trainer_resume(t, resume))) {
         model_init_params(m, cfg, cfg->seed);
         if (model_codebook_init_from_data(cfg)) init_codebook_from_data(t);
