@@ -923,7 +923,9 @@ int checkpoint_save_in_dir(const char *dir, const CheckpointState *state, const 
                            const char *config_yaml, int keep, char *path_out, size_t path_len, char *err,
                            size_t err_len) {
     if (meta->step < 0) return set_error(err, err_len, "cannot save a checkpoint for step %lld", (long long)meta->step);
-    if (make_dirs(dir, err, err_len) != 0) return -1;
+    char why[CKPT_PATH_MAX + 128];
+    if (make_dirs(dir, why, sizeof why) != 0)
+        return set_error(err, err_len, "cannot create checkpoint folder (checkpoint.dir): %s", why);
     char name[64], path[CKPT_PATH_MAX], latest[CKPT_PATH_MAX], line[80];
     snprintf(name, sizeof name, "ckpt_%08lld.h5", (long long)meta->step);
     if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path ||
