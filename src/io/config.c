@@ -45,9 +45,8 @@ static const KeySpec KEYS[] = {
      .def = "128", .help = "channels h of the encoder/decoder trunk; the first conv has h/2, so h must be even"},
     {"model.num_residual_hiddens", KEY_INT, FIELD(num_residual_hiddens), .flags = GE_MIN | LE_MAX | ARCH, .min = 1,
      .max = 4096, .def = "32", .help = "channels inside each residual block (its 3x3 conv)"},
-    // 8 = MAX_RESIDUAL_LAYERS in src/model/vqvae.h (io may not include model headers).
     {"model.num_residual_layers", KEY_INT, FIELD(num_residual_layers), .flags = GE_MIN | LE_MAX | ARCH, .min = 0,
-     .max = 8, .def = "2", .help = "residual blocks in each of the encoder and decoder stacks"},
+     .max = 64, .def = "2", .help = "residual blocks in each of the encoder and decoder stacks"},
     {"model.embedding_dim", KEY_INT, FIELD(embedding_dim), .flags = GE_MIN | LE_MAX | ARCH, .min = 1, .max = 4096,
      .def = "64", .help = "D: channels of the latent, length of each codebook vector"},
 

@@ -432,11 +432,13 @@ static int load_idx_set(const char *dir, const char *prefix, const char *fix, Da
     return dataset_load_idx(images, labels, out, err, err_len);
 }
 
-static int load_cifar10_dir(const char *dir, Dataset *train, Dataset *test, char *err, size_t err_len) {
+// CIFAR-10's five training batches or its test batch.
+static int load_cifar10_split(const char *dir, DatasetSplit split, Dataset *out, char *err, size_t err_len) {
     char paths[6][PATH_BUF];
     for (int i = 0; i < 5; i++) snprintf(paths[i], PATH_BUF, "%s/data_batch_%d.bin", dir, i + 1);
     snprintf(paths[5], PATH_BUF, "%s/test_batch.bin", dir);
-    for (int i = 0; i < 6; i++) {
+    int first = split == SPLIT_TRAIN ? 0 : 5, count = split == SPLIT_TRAIN ? 5 : 1;
+    for (int i = first; i < first + count; i++) {
         if (file_exists(paths[i])) continue;
         // The tarball extracts into cifar-10-batches-bin/: point at it when data.path is its parent.
         char nested[PATH_BUF];
@@ -446,46 +448,43 @@ static int load_cifar10_dir(const char *dir, Dataset *train, Dataset *test, char
                              "data.path=%s/cifar-10-batches-bin", dir, paths[i] + strlen(dir) + 1, dir);
         return set_error(err, err_len, "CIFAR-10 file '%s' does not exist; %s", paths[i], CIFAR10_FIX);
     }
-    const char *train_paths[5] = {paths[0], paths[1], paths[2], paths[3], paths[4]};
-    const char *test_paths[1] = {paths[5]};
-    if (dataset_load_cifar10(train_paths, 5, train, err, err_len) != 0) return -1;
-    if (dataset_load_cifar10(test_paths, 1, test, err, err_len) != 0) {
-        dataset_free(train);
-        return -1;
-    }
-    return 0;
+    const char *split_paths[5];
+    for (int i = 0; i < count; i++) split_paths[i] = paths[first + i];
+    return dataset_load_cifar10(split_paths, count, out, err, err_len);
 }
 
-int dataset_load(const Config *cfg, Dataset *train, Dataset *test, char *err, size_t err_len) {
-    memset(train, 0, sizeof *train);
-    memset(test, 0, sizeof *test);
+int dataset_load_split(const Config *cfg, DatasetSplit split, Dataset *out, char *err, size_t err_len) {
+    memset(out, 0, sizeof *out);
     const char *name = cfg->dataset, *dir = cfg->data_path;
-
     if (strcmp(name, "synthetic") == 0) {
         int count = cfg->synthetic_count, channels = cfg->synthetic_channels, size = cfg->synthetic_size;
         if (count <= 0 || channels <= 0 || channels > SYNTHETIC_MAX_CHANNELS || size <= 0)
             return set_error(err, err_len, "synthetic dataset: data.synthetic_count=%d, data.channels=%d, "
                              "data.image_size=%d; expected a count > 0, 1..%d channels and a size > 0", count,
                              channels, size, SYNTHETIC_MAX_CHANNELS);
-        make_synthetic_range(cfg->seed, 0, count, channels, size, train);
-        make_synthetic_range(cfg->seed, SYNTHETIC_TEST_FIRST_INDEX, count / 8 > 64 ? count / 8 : 64, channels, size,
-                             test);
+        if (split == SPLIT_TRAIN) make_synthetic_range(cfg->seed, 0, count, channels, size, out);
+        else make_synthetic_range(cfg->seed, SYNTHETIC_TEST_FIRST_INDEX, count / 8 > 64 ? count / 8 : 64, channels,
+                                  size, out);
         return 0;
     }
     if (strcmp(name, "fashion_mnist") == 0 || strcmp(name, "mnist") == 0) {
         const char *fix = strcmp(name, "mnist") == 0 ? MNIST_FIX : FASHION_MNIST_FIX;
         if (check_directory(dir, name, fix, err, err_len) != 0) return -1;
-        if (load_idx_set(dir, "train", fix, train, err, err_len) != 0) return -1;
-        if (load_idx_set(dir, "t10k", fix, test, err, err_len) != 0) {
-            dataset_free(train);
-            return -1;
-        }
-    } else if (strcmp(name, "cifar10") == 0) {
+        return load_idx_set(dir, split == SPLIT_TRAIN ? "train" : "t10k", fix, out, err, err_len);
+    }
+    if (strcmp(name, "cifar10") == 0) {
         if (check_directory(dir, name, CIFAR10_FIX, err, err_len) != 0) return -1;
-        if (load_cifar10_dir(dir, train, test, err, err_len) != 0) return -1;
-    } else {
-        return set_error(err, err_len, "data.dataset '%s' is not one of fashion_mnist, mnist, cifar10, synthetic",
-                         name);
+        return load_cifar10_split(dir, split, out, err, err_len);
+    }
+    return set_error(err, err_len, "data.dataset '%s' is not one of fashion_mnist, mnist, cifar10, synthetic", name);
+}
+
+int dataset_load(const Config *cfg, Dataset *train, Dataset *test, char *err, size_t err_len) {
+    memset(test, 0, sizeof *test);
+    if (dataset_load_split(cfg, SPLIT_TRAIN, train, err, err_len) != 0) return -1;
+    if (dataset_load_split(cfg, SPLIT_TEST, test, err, err_len) != 0) {
+        dataset_free(train);
+        return -1;
     }
     if (train->channels != test->channels || train->height != test->height || train->width != test->width) {
         set_error(err, err_len, "the training images (%s: %dx%dx%d) and the test images (%s: %dx%dx%d) differ in "
@@ -498,7 +497,18 @@ int dataset_load(const Config *cfg, Dataset *train, Dataset *test, char *err, si
     return 0;
 }
 
-// ---- batches -------------------------------------------------------------------------------
+void dataset_shape(const Config *cfg, int *channels, int *height, int *width) {
+    if (strcmp(cfg->dataset, "synthetic") == 0) {
+        *channels = cfg->synthetic_channels;
+        *height = *width = cfg->synthetic_size;
+    } else if (strcmp(cfg->dataset, "cifar10") == 0) {
+        *channels = 3;
+        *height = *width = 32;
+    } else {   // the IDX sets
+        *channels = 1;
+        *height = *width = 28;
+    }
+}
 
 void dataset_fill_batch(const Dataset *ds, const int64_t *indices, int n, float *out) {
     // Same float ops as torchvision's ToTensor (x / 255) then Normalize(0.5, 1) (x - 0.5).

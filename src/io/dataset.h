@@ -17,6 +17,14 @@ typedef struct {
     char source[CONFIG_STRING_MAX];  // what it was read from, for messages and logs
 } Dataset;
 
+typedef enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1 } DatasetSplit;
+
+// Load one set named by cfg (data.dataset, data.path, data.* for synthetic); errors as dataset_load.
+int dataset_load_split(const Config *cfg, DatasetSplit split, Dataset *out, char *err, size_t err_len);
+// The image shape data.dataset gives, without reading any file (fixed by the file formats;
+// data.channels and data.image_size for synthetic data).
+void dataset_shape(const Config *cfg, int *channels, int *height, int *width);
+
 // Load the training and test sets named by cfg (data.dataset, data.path, data.* for synthetic).
 // Returns 0, or -1 with err naming the file and what was expected/found (e.g. wrong magic,
 // truncated, wrong record size) and how to fix it (e.g. `apt-get install dataset-fashion-mnist`).

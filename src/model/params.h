@@ -5,13 +5,15 @@
 #pragma once
 #include <stddef.h>
 
-enum { PARAM_MAX_ENTRIES = 64, PARAM_KEY_MAX = 96, PARAM_MAX_DIMS = 4 };
+enum { PARAM_MAX_ENTRIES = 512, PARAM_KEY_MAX = 96, PARAM_MAX_DIMS = 4 };
 
 // How an entry is initialized (PyTorch's defaults, from our counter-based RNG).
 typedef enum {
     INIT_KAIMING_UNIFORM,   // U(+-1/sqrt(fan_in)): kaiming_uniform_(a=sqrt(5)); fan_in from the layout
     INIT_BIAS_UNIFORM,      // U(+-1/sqrt(fan_in)) with fan_in of the layer's weight (init_fan_in)
-    INIT_CODEBOOK,          // per quantizer.init (uniform +-1/K, normal, or from data)
+    INIT_CODEBOOK,          // per the spec's codebook init (uniform +-1/K, normal, or from data)
+    INIT_EMA_CLUSTER_SIZE,  // EMA cluster sizes: 1 per code (0 for the notebook's normal init)
+    INIT_EMA_W,             // EMA sums: the codebook (its own N(0,1) draw for the normal init)
     INIT_ZERO,
     INIT_ONE,
 } InitKind;

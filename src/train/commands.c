@@ -76,13 +76,13 @@ int command_reconstruct(const CliArgs *args, Dist *dist) {
     Model *m = &t.model;
     int count = args->count;
     if (count > t.test_set.count) count = (int)t.test_set.count;
-    int image = m->in_channels * m->height * m->width;
+    int image = m->spec.in_channels * m->spec.height * m->spec.width;
     float *grid = xmalloc((size_t)2 * count * image * sizeof(float));
     // rows of `columns` originals, then the same rows reconstructed
-    for (int done = 0; done < count; done += m->batch) {
-        int n = count - done < m->batch ? count - done : m->batch;
-        for (int i = 0; i < m->batch; i++) t.batch_indices[i] = (done + (i < n ? i : 0)) % t.test_set.count;
-        dataset_fill_batch(&t.test_set, t.batch_indices, m->batch, t.batch_host);
+    for (int done = 0; done < count; done += m->spec.batch) {
+        int n = count - done < m->spec.batch ? count - done : m->spec.batch;
+        for (int i = 0; i < m->spec.batch; i++) t.batch_indices[i] = (done + (i < n ? i : 0)) % t.test_set.count;
+        dataset_fill_batch(&t.test_set, t.batch_indices, m->spec.batch, t.batch_host);
         t.ctx.ops->to_device(&t.ctx, m->input, t.batch_host, model_input_count(m) * sizeof(float));
         model_forward(m);
         memcpy(grid + (size_t)done * image, t.batch_host, (size_t)n * image * sizeof(float));
@@ -93,7 +93,7 @@ int command_reconstruct(const CliArgs *args, Dist *dist) {
         char err[512];
         int columns = count < 8 ? count : 8;
         // originals and reconstructions as two blocks: pad the originals to whole rows
-        if (png_write_grid(args->out, grid, 2 * count, m->in_channels, m->height, m->width, columns, err, sizeof err) != 0) {
+        if (png_write_grid(args->out, grid, 2 * count, m->spec.in_channels, m->spec.height, m->spec.width, columns, err, sizeof err) != 0) {
             log_warn("%s", err);
             rc = EXIT_ERROR;
         } else {
@@ -153,9 +153,9 @@ int command_debug_step(const CliArgs *args, Dist *dist) {
     snprintf(path, sizeof path, "%s/batch.h5", args->out);
     h5dump_create(&f, path);
     ctx->ops->to_host(ctx, t.batch_host, m->input, model_input_count(m) * sizeof(float));
-    int64_t image_dims[4] = {m->batch, m->in_channels, m->height, m->width};
+    int64_t image_dims[4] = {m->spec.batch, m->spec.in_channels, m->spec.height, m->spec.width};
     h5dump_f32(&f, "images", t.batch_host, 4, image_dims);
-    h5dump_attr_f64(&f, "data_variance", m->data_variance);
+    h5dump_attr_f64(&f, "data_variance", (float)t.train_set.variance);
     h5dump_close(&f);
 
     trainer_compute_gradients(&t);

@@ -8,7 +8,7 @@
 StepMetrics trainer_evaluate(Trainer *t, const Dataset *ds) {
     Model *m = &t->model;
     OpsContext *ctx = &t->ctx;
-    int k = m->num_embeddings, batch = m->batch, world = t->dist->world;
+    int k = m->spec.num_embeddings, batch = m->spec.batch, world = t->dist->world;
     int64_t global = (int64_t)batch * world;
     int64_t batches = ds->count / global;
     if (t->cfg.eval_batches > 0 && batches > t->cfg.eval_batches) batches = t->cfg.eval_batches;
@@ -35,8 +35,8 @@ StepMetrics trainer_evaluate(Trainer *t, const Dataset *ds) {
     memset(&sm, 0, sizeof sm);
     double n = (double)(batches > 0 ? batches : 1) * world;
     sm.recon_mse = sums[0] / n;
-    sm.nmse = sm.recon_mse / m->data_variance;
-    double weight = m->quantizer == QUANTIZER_VQ ? 1.0 + m->commitment_cost : m->commitment_cost;
+    sm.nmse = sm.recon_mse * m->spec.recon_weight;
+    double weight = m->spec.quantizer == QUANTIZER_VQ ? 1.0 + m->spec.commitment_cost : m->spec.commitment_cost;
     sm.vq_loss = weight * sums[1] / n;
     sm.loss = sm.nmse + sm.vq_loss;
     int used = 0;

@@ -21,13 +21,13 @@ double perplexity_from_counts(const float *counts, int k) {
 
 static double quantizer_loss(const Model *m, double latent_mse) {
     // vq: codebook loss + beta * commitment loss, both equal to mean((q - z)^2) in value
-    double weight = m->quantizer == QUANTIZER_VQ ? 1.0 + m->commitment_cost : m->commitment_cost;
+    double weight = m->spec.quantizer == QUANTIZER_VQ ? 1.0 + m->spec.commitment_cost : m->spec.commitment_cost;
     return weight * latent_mse;
 }
 
 // Sums counts over ranks unless they are global already (EMA stats are all-reduced in the step).
 static void global_counts(Trainer *t, float *counts, int already_global) {
-    int k = t->model.num_embeddings;
+    int k = t->model.spec.num_embeddings;
     if (already_global || t->dist->world == 1) return;
     for (int j = 0; j < k; j++) t->host_counts_f64[j] = counts[j];
     dist_allreduce_host_f64(t->dist, t->host_counts_f64, (size_t)k);
@@ -37,8 +37,8 @@ static void global_counts(Trainer *t, float *counts, int already_global) {
 StepMetrics trainer_collect_metrics(Trainer *t) {
     Model *m = &t->model;
     OpsContext *ctx = &t->ctx;
-    int k = m->num_embeddings;
-    int ema = m->quantizer == QUANTIZER_EMA;
+    int k = m->spec.num_embeddings;
+    int ema = m->spec.quantizer == QUANTIZER_EMA;
     float scalars[SCALAR_COUNT];
     ctx->ops->to_host(ctx, scalars, m->scalars, sizeof scalars);
     double losses[2] = {scalars[SCALAR_RECON_MSE], scalars[SCALAR_LATENT_MSE]};
@@ -46,7 +46,7 @@ StepMetrics trainer_collect_metrics(Trainer *t) {
     StepMetrics sm;
     memset(&sm, 0, sizeof sm);
     sm.recon_mse = losses[0] / t->dist->world;
-    sm.nmse = sm.recon_mse / m->data_variance;
+    sm.nmse = sm.recon_mse * m->spec.recon_weight;
     sm.vq_loss = quantizer_loss(m, losses[1] / t->dist->world);
     sm.loss = sm.nmse + sm.vq_loss;
     sm.grad_norm = sqrt((double)scalars[SCALAR_GRAD_SUMSQ]);

@@ -75,14 +75,14 @@ static void open_metrics_file(Trainer *t) {
 static void init_codebook_from_data(Trainer *t) {
     Model *m = &t->model;
     OpsContext *ctx = &t->ctx;
-    int k = m->num_embeddings, d = m->embedding_dim;
+    int k = m->spec.num_embeddings, d = m->spec.embedding_dim;
     int64_t local = model_latent_count(m);
     int64_t global = local * t->dist->world;
     size_t codebook_floats = (size_t)k * d;
 
     SamplerPosition first = t->position;   // peek: the first step trains on this same batch
-    sampler_next_batch(&t->sampler, &first, m->batch, t->dist->world, t->dist->rank, t->batch_indices);
-    dataset_fill_batch(&t->train_set, t->batch_indices, m->batch, t->batch_host);
+    sampler_next_batch(&t->sampler, &first, m->spec.batch, t->dist->world, t->dist->rank, t->batch_indices);
+    dataset_fill_batch(&t->train_set, t->batch_indices, m->spec.batch, t->batch_host);
     ctx->ops->to_device(ctx, m->input, t->batch_host, model_input_count(m) * sizeof(float));
     model_encode(m);
 
@@ -106,12 +106,12 @@ static void init_codebook_from_data(Trainer *t) {
         }
         if (pick >= lo && pick < hi) memcpy(codebook + (size_t)j * d, z_host + (size_t)(pick - lo) * d, d * sizeof(float));
     }
-    float *dev_codebook = m->params + m->codebook;
+    float *dev_codebook = m->codebook;
     ctx->ops->to_device(ctx, dev_codebook, codebook, codebook_floats * sizeof(float));
     dist_allreduce(t->dist, ctx, dev_codebook, codebook_floats, 0);
-    if (m->quantizer == QUANTIZER_EMA) {
-        ctx->ops->copy(ctx, m->params + m->ema_w, dev_codebook, codebook_floats * sizeof(float));
-        ctx->ops->fill(ctx, m->params + m->ema_cluster_size, 1.0f, (size_t)k);
+    if (m->spec.quantizer == QUANTIZER_EMA) {
+        ctx->ops->copy(ctx, m->ema_w, dev_codebook, codebook_floats * sizeof(float));
+        ctx->ops->fill(ctx, m->ema_cluster_size, 1.0f, (size_t)k);
     }
     free(codebook);
     free(pool);
@@ -147,16 +147,19 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
               "images); lower train.batch_size", cfg->batch_size, dist->world, (long long)global_batch,
               (long long)ds->count);
 
-    model_build(&t->model, cfg, &t->ctx, ds->channels, ds->height, ds->width, cfg->batch_size, (float)ds->variance);
+    ModelSpec spec;
+    if (model_spec_from_config(cfg, ds->channels, ds->height, ds->width, ds->variance, &spec, err, sizeof err) != 0)
+        fatal("%s", err);
+    model_build(&t->model, &spec, &t->ctx);
     Model *m = &t->model;
     sampler_init(&t->sampler, cfg->seed, ds->count);
     t->batch_indices = xmalloc((size_t)cfg->batch_size * sizeof(int64_t));
     t->batch_host = xmalloc(model_input_count(m) * sizeof(float));
-    size_t ring = (size_t)cfg->usage_window * m->num_embeddings;
+    size_t ring = (size_t)cfg->usage_window * m->spec.num_embeddings;
     t->usage_ring = t->ctx.ops->alloc(&t->ctx, ring * sizeof(float));
     t->host_ring = xmalloc(ring * sizeof(float));
-    t->host_counts = xmalloc((size_t)m->num_embeddings * sizeof(float));
-    t->host_counts_f64 = xmalloc((size_t)m->num_embeddings * sizeof(double));
+    t->host_counts = xmalloc((size_t)m->spec.num_embeddings * sizeof(float));
+    t->host_counts_f64 = xmalloc((size_t)m->spec.num_embeddings * sizeof(double));
     t->state = t->ctx.ops->alloc(&t->ctx, sizeof(StepState));
     t->adam_hyper = (AdamHyper){cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay};
     upload_train_set(t);
@@ -166,8 +169,8 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
     if (dist->rank == 0 && make_dirs(cfg->checkpoint_dir, err, sizeof err) != 0)
         fatal("cannot create the run folder (checkpoint.dir): %s; check the path and permissions", err);
     if (!(resume && trainer_resume(t, resume))) {
-        model_init_params(m, cfg, cfg->seed);
-        if (model_codebook_init_from_data(cfg)) init_codebook_from_data(t);
+        model_init_params(m, cfg->seed);
+        if (m->spec.codebook_init == CODEBOOK_INIT_DATA) init_codebook_from_data(t);
     }
     // The device counters start from the (restored) host ones.
     CHECK(t->step < INT32_MAX, "step %lld exceeds the device step counter's range", (long long)t->step);
@@ -178,8 +181,8 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
     t->first_step = t->step;
     open_metrics_file(t);
     log_info("model: resnet, %zu trainable parameters, quantizer %s K=%d D=%d, latent %dx%d; backend %s, %d ranks, "
-             "batch %d per rank (global %lld)", m->registry.trainable_count, cfg->quantizer, m->num_embeddings,
-             m->embedding_dim, m->latent_height, m->latent_width, t->ctx.ops->name, dist->world, cfg->batch_size,
+             "batch %d per rank (global %lld)", m->registry.trainable_count, cfg->quantizer, m->spec.num_embeddings,
+             m->spec.embedding_dim, m->latent_height, m->latent_width, t->ctx.ops->name, dist->world, cfg->batch_size,
              (long long)global_batch);
 }
 
@@ -209,7 +212,7 @@ void trainer_load_next_batch(Trainer *t) {
     Model *m = &t->model;
     OpsContext *ctx = &t->ctx;
     Sampler *s = &t->sampler;
-    int64_t start = sampler_next_slice(s, &t->position, m->batch, t->dist->world, t->dist->rank);
+    int64_t start = sampler_next_slice(s, &t->position, m->spec.batch, t->dist->world, t->dist->rank);
     if (s->epoch != t->perm_device_epoch) {   // once per epoch: the permutation to the device
         dist_sync(t->dist, ctx);   // the copy may wait for the stream: bound it by the timeout
         for (int64_t i = 0; i < s->count; i++) t->perm_staging[i] = (int32_t)s->perm[i];
@@ -218,21 +221,21 @@ void trainer_load_next_batch(Trainer *t) {
     }
     const Dataset *ds = &t->train_set;
     size_t image_elems = (size_t)ds->channels * ds->height * ds->width;
-    ctx->ops->gather_images(ctx, t->pixels_device, t->perm_device, start, m->batch, image_elems, m->input);
+    ctx->ops->gather_images(ctx, t->pixels_device, t->perm_device, start, m->spec.batch, image_elems, m->input);
     if (t->sample_log) {
         fprintf(t->sample_log, "epoch %lld step %lld", (long long)s->epoch, (long long)t->step);
-        for (int i = 0; i < m->batch; i++) fprintf(t->sample_log, " %lld", (long long)s->perm[start + i]);
+        for (int i = 0; i < m->spec.batch; i++) fprintf(t->sample_log, " %lld", (long long)s->perm[start + i]);
         fputc('\n', t->sample_log);
         fflush(t->sample_log);
     }
-    t->samples_seen += (int64_t)m->batch * t->dist->world;
+    t->samples_seen += (int64_t)m->spec.batch * t->dist->world;
 }
 
 void trainer_compute_gradients(Trainer *t) {
     Model *m = &t->model;
     OpsContext *ctx = &t->ctx;
     const Ops *ops = ctx->ops;
-    int k = m->num_embeddings;
+    int k = m->spec.num_embeddings;
     size_t n = m->registry.trainable_count;
 
     model_forward(m);
@@ -248,8 +251,8 @@ void trainer_compute_gradients(Trainer *t) {
     }
     t->dist->current_step = t->step;
     dist_allreduce(t->dist, ctx, m->grads, n + 1, 1);
-    if (m->quantizer == QUANTIZER_EMA)   // global counts and sums, so every rank updates identically
-        dist_allreduce(t->dist, ctx, m->code_stats, (size_t)k + (size_t)k * m->embedding_dim, 0);
+    if (m->spec.quantizer == QUANTIZER_EMA)   // global counts and sums, so every rank updates identically
+        dist_allreduce(t->dist, ctx, m->code_stats, (size_t)k + (size_t)k * m->spec.embedding_dim, 0);
     ops->sum_squares(ctx, m->grads, n + 1, m->scalars + SCALAR_GRAD_SUMSQ);
 }
 
@@ -260,7 +263,7 @@ static void update_parameters(Trainer *t) {
     OpsContext *ctx = &t->ctx;
     ctx->ops->step_commit(ctx, t->state, m->scalars + SCALAR_GRAD_SUMSQ, &t->adam_hyper);
     ctx->ops->adam_update(ctx, m->params, m->grads, m->adam_m, m->adam_v, m->registry.trainable_count, t->state);
-    if (m->quantizer == QUANTIZER_EMA) model_ema_update(m, t->state);
+    if (m->spec.quantizer == QUANTIZER_EMA) model_ema_update(m, t->state);
 }
 
 // After the update: this step's code counts into the usage window, the perturbation test hook,
@@ -268,7 +271,7 @@ static void update_parameters(Trainer *t) {
 static void finish_step(Trainer *t) {
     Model *m = &t->model;
     OpsContext *ctx = &t->ctx;
-    int k = m->num_embeddings;
+    int k = m->spec.num_embeddings;
     int slot = (int)(t->step % t->cfg.usage_window);
     ctx->ops->copy(ctx, t->usage_ring + (size_t)slot * k, m->code_stats, (size_t)k * sizeof(float));
     if (t->step == t->perturb_step && t->dist->rank == t->perturb_rank) {
@@ -378,7 +381,7 @@ void trainer_verify_ranks(Trainer *t) {
 static void log_progress(Trainer *t) {
     trainer_sync_state(t);
     double now = wall_time_seconds();
-    double images = (double)(t->step - t->last_log_step) * t->model.batch * t->dist->world;
+    double images = (double)(t->step - t->last_log_step) * t->model.spec.batch * t->dist->world;
     double rate = now > t->last_log_time ? images / (now - t->last_log_time) : 0.0;
     StepMetrics sm = trainer_collect_metrics(t);
     metrics_print_line(t, &sm, rate);
@@ -389,7 +392,7 @@ static void log_progress(Trainer *t) {
 
 static void run_eval(Trainer *t) {
     dist_sync(t->dist, &t->ctx);
-    if (t->test_set.count < (int64_t)t->model.batch * t->dist->world) {
+    if (t->test_set.count < (int64_t)t->model.spec.batch * t->dist->world) {
         log_info("eval: skipped, the test set (%lld images) is smaller than one global batch",
                  (long long)t->test_set.count);
         return;
@@ -443,7 +446,7 @@ TrainOutcome trainer_run(Trainer *t) {
     trainer_sync_state(t);
     double elapsed = wall_time_seconds() - t->start_time;
     log_info("done: %lld steps in %.1fs (%.1f images/s overall), %lld skipped", (long long)(t->step - first_step),
-             elapsed, elapsed > 0 ? (double)(t->step - first_step) * t->model.batch * t->dist->world / elapsed : 0.0,
+             elapsed, elapsed > 0 ? (double)(t->step - first_step) * t->model.spec.batch * t->dist->world / elapsed : 0.0,
              (long long)t->state_host.skipped);
     return TRAIN_DONE;
 }

@@ -10,7 +10,8 @@
 #include "../io/config.h"
 #include "../io/dataset.h"
 #include "../io/sampler.h"
-#include "../model/vqvae.h"
+#include "../model/model.h"
+#include "model_spec.h"
 
 // Metrics of one logged step or of an evaluation, already reduced over ranks.
 typedef struct {

@@ -348,7 +348,7 @@ static void test_bad_yaml(TestCounts *c) {
         {"train:\n  lr: 0\n", "train.lr must be > 0, got 0", NULL},
         {"quantizer:\n  decay: 1\n", "quantizer.decay must be < 1, got 1", NULL},
         {"quantizer:\n  decay: -0.5\n", "quantizer.decay must be >= 0, got -0.5", NULL},
-        {"model:\n  num_residual_layers: 9\n", "model.num_residual_layers must be <= 8, got 9", NULL},
+        {"model:\n  num_residual_layers: 65\n", "model.num_residual_layers must be <= 64, got 65", NULL},
         {"log:\n  usage_window: 0\n", "log.usage_window must be >= 1, got 0", NULL},
         {"quantizer:\n  type: emma\n", "quantizer.type must be one of [ema, vq], got 'emma'", "did you mean 'ema'?"},
         {"data:\n  dataset: cifar\n", "[fashion_mnist, mnist, cifar10, synthetic]", "did you mean 'cifar10'?"},

@@ -1,0 +1,46 @@
+// layers.h: one implementation record per layer kind, and the builder helpers each layer file
+// offers to the arch builders. A layer file holds its kind's builder helper, forward and backward
+// side by side.
+#pragma once
+#include "net.h"
+
+// May input j's gradient take over the output gradient's buffer?
+typedef enum {
+    ALIAS_NONE = 0,
+    ALIAS_EXCLUSIVE,   // yes, when no other slot shares that buffer (the layer computes in place)
+    ALIAS_SHARED,      // yes, even shared: the gradient passes through unchanged
+} AliasRule;
+
+typedef struct {
+    const char *name;
+    size_t (*prepare)(Net *net, Layer *L);   // backend workspace bytes; NULL: none
+    void (*forward)(Net *net, Layer *L);
+    void (*backward)(Net *net, Layer *L);
+    AliasRule alias[LAYER_MAX_IN];
+    int inplace_ok;        // the output may be written over input 0 (its backward does not need it)
+    int reads_output;      // backward reads the output value, so nothing may write over it later
+} LayerImpl;
+
+const LayerImpl *layer_impl(LayerKind kind);
+
+extern const LayerImpl layer_conv_impl, layer_relu_impl, layer_add_impl, layer_quantize_impl, layer_mse_loss_impl;
+
+// ---- builder helpers: each returns the output slot -------------------------------------------
+// A convolution named prefix (its parameters prefix.weight, prefix.bias), reading slot x.
+int build_conv(Net *net, const char *prefix, int x, ConvShape shape);
+// ReLU of x; inplace = 1 writes over x (only when nothing else reads x's pre-ReLU value).
+int build_relu(Net *net, const char *name, int x, int inplace);
+// a + b written over a (a must have no other reader).
+int build_add_inplace(Net *net, const char *name, int a, int b);
+// weight * mean((x_hat - target)^2) into scalars[scalar].
+void build_mse_loss(Net *net, const char *name, int x_hat, int target, float weight, int scalars_slot, int scalar);
+// The vector quantizer on z [N, D, h, w]: nearest of the K codes (codebook_param, [K, D]) for each
+// of the N h w latents; writes the codebook statistics [counts K | sums K x D] into an aux slot and
+// mean((q - z)^2) into scalars[latent_mse_scalar]. trainable: the codebook gets the codebook-loss
+// gradient (vq); otherwise it is updated by EMA outside the backward pass.
+int build_quantize(Net *net, const char *name, int z, int codebook_param, int k, float commitment_cost,
+                   int trainable, int scalars_slot, int latent_mse_scalar);
+// The quantizer's own slots, for the model: [M] codes, [M, D] z channels-last, [K + K D] statistics.
+void quantize_aux_slots(const Net *net, int layer, int *codes, int *z_flat, int *stats);
+// Only the first half of the quantizer's forward: z channels-last into its z_flat slot.
+void quantize_flatten(Net *net, Layer *L);

@@ -1,0 +1,30 @@
+// spec.h: what the model layer needs to know to build a network, as plain numbers and enums.
+// The train layer resolves it from the config and the dataset in one place (model_spec.c), so
+// the model never reads config strings and never branches on them after the build.
+#pragma once
+
+typedef enum { ARCH_RESNET = 0 } ArchKind;
+
+typedef enum { QUANTIZER_VQ = 0, QUANTIZER_EMA = 1 } QuantizerKind;
+
+// How the codebook starts: U(+-1/K) (PyTorch's Embedding init in the notebook's VectorQuantizer),
+// N(0, 1) with zero EMA sizes (the notebook's VectorQuantizerEMA), or encoder outputs of the first
+// global batch (chosen by the trainer, which sees every rank's batch).
+typedef enum { CODEBOOK_INIT_UNIFORM = 0, CODEBOOK_INIT_NORMAL = 1, CODEBOOK_INIT_DATA = 2 } CodebookInit;
+
+typedef struct {
+    ArchKind arch;
+    int batch;                          // images per forward (the per-rank batch); buffers are sized for it
+    int in_channels, height, width;     // of the images
+    // arch resnet (the PyTorch VQ-VAE notebook's Model)
+    int hiddens, residual_hiddens, residual_layers;
+    // quantizer
+    QuantizerKind quantizer;
+    int num_embeddings;                 // K
+    int embedding_dim;                  // D
+    float commitment_cost;              // beta
+    float decay, epsilon;               // EMA only
+    CodebookInit codebook_init;
+    // loss = recon_weight * mean((x_hat - x)^2) + quantizer loss
+    float recon_weight;
+} ModelSpec;
