@@ -57,6 +57,8 @@ static const CommandSpec COMMANDS[] = {
      "one training step with every input, gradient and result dumped to HDF5 files in --out (parity tests)"},
     {"bench", OPT_CONFIG | OPT_STEPS | OPT_WARMUP, 0, 1, command_bench,
      "time training steps on synthetic 3x32x32 data; one JSON line on stdout (docs/BENCHMARKS.md)"},
+    {"layout", OPT_CONFIG, 0, 1, command_layout,
+     "print the network's layers and the arena of activations and gradients for a config (reads no data)"},
     {"config-reference", 0, 0, 0, command_config_reference, "print the table of config keys (docs/CONFIG.md)"},
 };
 enum { COMMAND_COUNT = sizeof COMMANDS / sizeof COMMANDS[0] };

@@ -26,10 +26,10 @@ static int residual_stack(Model *m, const char *prefix, int x, int size) {
         u = build_relu(net, name, u, 1);
         snprintf(name, sizeof name, "%s._residual_stack._layers.%d._block.3", prefix, i);
         int w = build_conv(net, name, u, conv_shape(sp->batch, sp->residual_hiddens, size, size, sp->hiddens, 1, 1, 0, 0, 0));
-        snprintf(name, sizeof name, "%s._residual_stack._layers.%d (skip)", prefix, i);
+        snprintf(name, sizeof name, "%s._residual_stack._layers.%d.skip", prefix, i);
         sum = build_add_inplace(net, name, w, sum);
     }
-    snprintf(name, sizeof name, "%s._residual_stack (relu)", prefix);
+    snprintf(name, sizeof name, "%s._residual_stack.relu", prefix);
     return build_relu(net, name, sum, 0);
 }
 
@@ -43,9 +43,9 @@ void arch_resnet_build(Model *m) {
     m->latent_height = m->latent_width = s2;
 
     int a = build_conv(net, "_encoder._conv_1", m->input_slot, conv_shape(n, c, sp->height, sp->width, half, 4, 2, 1, 0, 1));
-    a = build_relu(net, "_encoder (relu 1)", a, 1);
+    a = build_relu(net, "_encoder.relu_1", a, 1);
     a = build_conv(net, "_encoder._conv_2", a, conv_shape(n, half, s1, s1, h, 4, 2, 1, 0, 1));
-    a = build_relu(net, "_encoder (relu 2)", a, 1);
+    a = build_relu(net, "_encoder.relu_2", a, 1);
     a = build_conv(net, "_encoder._conv_3", a, conv_shape(n, h, s2, s2, h, 3, 1, 1, 0, 1));
     a = residual_stack(m, "_encoder", a, s2);
     int z = build_conv(net, "_pre_vq_conv", a, conv_shape(n, h, s2, s2, d, 1, 1, 0, 0, 1));
@@ -53,6 +53,6 @@ void arch_resnet_build(Model *m) {
     a = build_conv(net, "_decoder._conv_1", q, conv_shape(n, d, s2, s2, h, 3, 1, 1, 0, 1));
     a = residual_stack(m, "_decoder", a, s2);
     a = build_conv(net, "_decoder._conv_trans_1", a, conv_shape(n, h, s2, s2, half, 4, 2, 1, 1, 1));
-    a = build_relu(net, "_decoder (relu)", a, 1);
+    a = build_relu(net, "_decoder.relu_1", a, 1);
     m->recon_slot = build_conv(net, "_decoder._conv_trans_2", a, conv_shape(n, half, s1, s1, c, 4, 2, 1, 1, 1));
 }

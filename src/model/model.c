@@ -74,7 +74,7 @@ void model_build(Model *m, const ModelSpec *spec, OpsContext *ctx) {
           (int)spec->arch);
     BUILDERS[spec->arch](m);
     CHECK(m->recon_slot >= 0 && m->quant_layer >= 0, "the arch builder set no reconstruction or no quantizer");
-    build_mse_loss(net, "reconstruction loss", m->recon_slot, m->input_slot, spec->recon_weight, m->scalars_slot,
+    build_mse_loss(net, "recon_loss", m->recon_slot, m->input_slot, spec->recon_weight, m->scalars_slot,
                    SCALAR_RECON_MSE);
     param_registry_finalize(&m->registry);
 
@@ -110,6 +110,19 @@ void model_backward(Model *m) { net_backward(&m->net); }
 void model_encode(Model *m) {
     net_forward_range(&m->net, 0, m->quant_layer);
     quantize_flatten(&m->net, &m->net.layers[m->quant_layer]);
+}
+
+void model_restrict_metrics(Model *m, int n) {
+    CHECK(n >= 0 && n <= m->spec.batch, "model_restrict_metrics: %d images of a batch of %d", n, m->spec.batch);
+    const Ops *ops = m->ctx->ops;
+    const Layer *q = &m->net.layers[m->quant_layer];
+    size_t image = model_input_count(m) / (size_t)m->spec.batch;
+    size_t latents = (size_t)model_latent_count(m) / (size_t)m->spec.batch;   // per image
+    size_t d = (size_t)m->spec.embedding_dim;
+    int k = m->spec.num_embeddings;
+    ops->mse_forward(m->ctx, m->recon, m->input, (size_t)n * image, m->scalars + SCALAR_RECON_MSE);
+    ops->mse_forward(m->ctx, q->y, q->x[0], (size_t)n * latents * d, m->scalars + SCALAR_LATENT_MSE);
+    ops->vq_code_stats(m->ctx, m->z_flat, m->codes, n * (int)latents, k, (int)d, m->code_stats, m->code_stats + k);
 }
 
 void model_ema_update(Model *m, const StepState *state) {

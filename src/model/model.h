@@ -64,6 +64,10 @@ void model_encode(Model *m);
 // (device memory, may be NULL) says the step is not finite.
 void model_ema_update(Model *m, const StepState *state);
 
+// Recompute the loss scalars and code statistics of the last forward over its first n images only
+// (an evaluation's last, partly filled batch).
+void model_restrict_metrics(Model *m, int n);
+
 int model_latent_count(const Model *m);   // M = batch * h * w
 size_t model_input_count(const Model *m); // batch * C * H * W
 

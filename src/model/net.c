@@ -119,11 +119,12 @@ float *net_grad_target(Net *net, const Layer *L, int j, size_t count) {
     case GRAD_ALIAS: return L->dx[j];
     case GRAD_ACCUM:
         if (L->cow_from[j]) net->ctx->ops->copy(net->ctx, L->dx[j], L->cow_from[j], count * sizeof(float));
-        return net->scratch;
+        return L->accum_in_dy[j] ? L->dy : net->scratch;
     }
     return NULL;
 }
 
 void net_grad_commit(Net *net, const Layer *L, int j, size_t count) {
-    if (L->mode[j] == GRAD_ACCUM) net->ctx->ops->add(net->ctx, L->dx[j], net->scratch, L->dx[j], count);
+    if (L->mode[j] == GRAD_ACCUM)
+        net->ctx->ops->add(net->ctx, L->dx[j], L->accum_in_dy[j] ? L->dy : net->scratch, L->dx[j], count);
 }

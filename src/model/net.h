@@ -78,6 +78,8 @@ typedef struct {
     float *dx[LAYER_MAX_IN];
     GradMode mode[LAYER_MAX_IN];
     float *cow_from[LAYER_MAX_IN];      // GRAD_ACCUM into a buffer shared with another slot: copy first
+    int accum_in_dy[LAYER_MAX_IN];      // GRAD_ACCUM of a pointwise layer whose dy dies here: the
+                                        // contribution is formed in dy itself instead of the scratch
 } Layer;
 
 typedef struct {
@@ -111,7 +113,7 @@ int net_param_index(const ParamRegistry *reg, const char *key);
 // params / grads are the model's flat buffers (after param_registry_finalize); reserves the
 // context's workspace for the layers.
 void net_finalize(Net *net, float *params, float *grads);
-// The layout: every slot and gradient buffer with offset and size, and the totals.
+// The layers (with the planned gradient modes), every slot with offset and size, and the totals.
 void net_print_layout(const Net *net, FILE *out);
 
 // ---- running ---------------------------------------------------------------------------------

@@ -118,7 +118,10 @@ static void plan_input(Net *net, Plan *p, int i, int j, int b_out, int *aliased)
     } else {
         CHECK(p->cur[s] >= 0, "layer '%s' reads slot '%s' after the slot's producer", L->name, net->slots[s].name);
         L->mode[j] = GRAD_ACCUM;
-        if (n > p->scratch_floats) p->scratch_floats = n;
+        // A pointwise layer may form its contribution in dy when dy is its alone and dies here.
+        L->accum_in_dy[j] = plan_try_alias(p, impl, j, b_out, !*aliased) && impl->alias[j] == ALIAS_EXCLUSIVE &&
+                            net->slots[L->out].count == n;
+        if (!L->accum_in_dy[j] && n > p->scratch_floats) p->scratch_floats = n;
         if (p->bufs[p->cur[s]].refs > 1) {   // copy on write
             p->bufs[p->cur[s]].refs--;
             p->cow[i][j] = (size_t)p->cur[s] + 1;
@@ -229,7 +232,32 @@ static void format_dims(const Slot *s, char *buf, size_t len) {
         used += (size_t)snprintf(buf + used, len - used, "%s%d", i ? "x" : "", s->dims[i]);
 }
 
+static const char *const MODE_NAMES[] = {"-", "write", "accum", "alias"};
+
+static void print_layers(const Net *net, FILE *out) {
+    fprintf(out, "%-4s %-9s %-52s %-14s %-6s %s\n", "#", "kind", "layer", "reads -> writes", "params",
+            "input gradients (backward)");
+    for (int i = 0; i < net->layer_count; i++) {
+        const Layer *L = &net->layers[i];
+        char io[32] = "", grads[64] = "";
+        int params = 0;
+        for (int j = 0; j < L->n_in; j++) {
+            size_t used = strlen(io);
+            snprintf(io + used, sizeof io - used, "%s%d", j ? "," : "", L->in[j]);
+            used = strlen(grads);
+            snprintf(grads + used, sizeof grads - used, "%s%s%s", j ? ", " : "", MODE_NAMES[L->mode[j]],
+                     L->cow_from[j] ? " (copy first)" : "");
+        }
+        size_t used = strlen(io);
+        if (L->out >= 0) snprintf(io + used, sizeof io - used, " -> %d", L->out);
+        for (int k = 0; k < LAYER_MAX_PARAMS; k++) params += L->param[k] >= 0;
+        fprintf(out, "%-4d %-9s %-52s %-14s %-6d %s\n", i, layer_impl(L->kind)->name, L->name, io, params, grads);
+    }
+    fputc('\n', out);
+}
+
 void net_print_layout(const Net *net, FILE *out) {
+    print_layers(net, out);
     fprintf(out, "%-4s %-52s %-20s %12s %12s  %s\n", "slot", "name", "shape", "offset", "bytes", "written by");
     for (int s = 0; s < net->slot_count; s++) {
         const Slot *sl = &net->slots[s];

@@ -135,7 +135,7 @@ static void stdout_restore(int saved) {
 // ---- the command -----------------------------------------------------------------------------
 
 // Defaults, then the bench's data (synthetic CIFAR-shaped), then --config, then overrides; then
-// everything that would write a file points at nothing.
+// nothing writes a file (no checkpoint, no metrics log).
 static void bench_config(Config *cfg, const CliArgs *args, const Dist *dist) {
     char err[1024];
     config_defaults(cfg);
@@ -163,7 +163,6 @@ static void bench_config(Config *cfg, const CliArgs *args, const Dist *dist) {
     cfg->verify_every = 0;
     const char *tmp = getenv("TMPDIR");
     copy_string(cfg->checkpoint_dir, sizeof cfg->checkpoint_dir, tmp && *tmp ? tmp : "/tmp");   // exists: nothing made
-    copy_string(cfg->metrics_file, sizeof cfg->metrics_file, "/dev/null");
 }
 
 // The largest value over the ranks (memory peaks differ a little between ranks).
@@ -188,8 +187,8 @@ int command_bench(const CliArgs *args, Dist *dist) {
     free(yaml);
 
     Trainer t;
-    trainer_setup(&t, &cfg, dist, NULL);
-    OpsContext *ctx = &t.ctx;
+    trainer_setup(&t, &cfg, dist, NULL, NULL);
+    OpsContext *ctx = &t.s.ctx;
     const Ops *ops = ctx->ops;
     int total = args->warmup + args->steps;
     log_info("bench: %d warm-up steps, then %d timed steps", args->warmup, args->steps);
@@ -212,8 +211,8 @@ int command_bench(const CliArgs *args, Dist *dist) {
     ops->synchronize(ctx);
     double elapsed = wall_time_seconds() - timed_start;
 
-    trainer_sync_state(&t);
-    StepMetrics sm = trainer_collect_metrics(&t);
+    train_state_sync(&t.st, &t.s);
+    StepMetrics sm = train_log_collect(&t.log, &t.s, &t.st);
     // The step allocates nothing, so after the steps "now" is the peak, but for what cuDNN and
     // cuBLAS may hold only while a call runs; the sample after the first step covers start-up.
     size_t in_use_now = ops->memory_in_use(ctx);

@@ -9,6 +9,8 @@
 #include "../io/checkpoint.h"
 #include "../io/h5dump.h"
 #include "../io/image_png.h"
+#include "eval.h"
+#include "state_io.h"
 #include "trainer.h"
 
 static void apply_overrides(Config *cfg, const CliArgs *args) {
@@ -49,51 +51,88 @@ int command_train(const CliArgs *args, Dist *dist) {
     Config cfg;
     resolve_config(&cfg, args);
     print_config(&cfg);
+    char metrics[CONFIG_STRING_MAX + 32];
+    if (cfg.metrics_file[0]) snprintf(metrics, sizeof metrics, "%s", cfg.metrics_file);
+    else snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", cfg.checkpoint_dir);
     Trainer t;
-    trainer_setup(&t, &cfg, dist, args->resume);
+    trainer_setup(&t, &cfg, dist, args->resume, metrics);
     TrainOutcome outcome = trainer_run(&t);
     trainer_free(&t);
     return outcome == TRAIN_STOPPED_RESUMABLE ? EXIT_RESUMABLE : EXIT_OK;
 }
 
-int command_eval(const CliArgs *args, Dist *dist) {
+// The variance of the training set the checkpoint was trained on (the resnet's loss weight).
+static double training_variance(const Config *cfg) {
+    char err[1024];
+    Dataset train;
+    if (dataset_load_split(cfg, SPLIT_TRAIN, &train, err, sizeof err) != 0) fatal("%s", err);
+    double variance = train.variance;
+    dataset_free(&train);
+    return variance;
+}
+
+// A session with the checkpoint's parameters and the test set: what eval and reconstruct use.
+static void open_from_checkpoint(Session *s, Dataset *test, const CliArgs *args, Dist *dist, CheckpointMeta *meta) {
     Config cfg;
     config_from_checkpoint(&cfg, args);
-    Trainer t;
-    trainer_setup(&t, &cfg, dist, args->checkpoint);
-    StepMetrics sm = trainer_evaluate(&t, &t.test_set);
-    log_info("eval %s (step %lld): test nmse %.5f | recon mse %.6f | vq loss %.5f | perplexity %.1f | usage %.3f",
-             args->checkpoint, (long long)t.step, sm.nmse, sm.recon_mse, sm.vq_loss, sm.perplexity, sm.usage);
-    trainer_free(&t);
+    char err[1024];
+    if (dataset_load_split(&cfg, SPLIT_TEST, test, err, sizeof err) != 0) fatal("%s", err);
+    session_open(s, &cfg, dist, test->channels, test->height, test->width, training_variance(&cfg));
+    state_load_model(s, args->checkpoint, meta);
+}
+
+int command_eval(const CliArgs *args, Dist *dist) {
+    Session s;
+    Dataset test;
+    CheckpointMeta meta;
+    open_from_checkpoint(&s, &test, args, dist, &meta);
+    StepMetrics sm = evaluate(&s, &test, s.cfg.eval_batches);
+    log_info("eval %s (step %lld): test nmse %.5f | recon mse %.6f | vq loss %.5f | perplexity %.1f | usage %.3f | "
+             "%lld images", args->checkpoint, (long long)meta.step, sm.nmse, sm.recon_mse, sm.vq_loss, sm.perplexity,
+             sm.usage, (long long)sm.images);
+    session_close(&s);
+    dataset_free(&test);
     return EXIT_OK;
 }
 
-int command_reconstruct(const CliArgs *args, Dist *dist) {
-    Config cfg;
-    config_from_checkpoint(&cfg, args);
-    Trainer t;
-    trainer_setup(&t, &cfg, dist, args->checkpoint);
-    Model *m = &t.model;
-    int count = args->count;
-    if (count > t.test_set.count) count = (int)t.test_set.count;
-    int image = m->spec.in_channels * m->spec.height * m->spec.width;
+// The first `count` test images and their reconstructions, originals first (host, [2 count] images).
+static float *reconstruct_images(Session *s, const Dataset *test, int count) {
+    Model *m = &s->model;
+    int batch = m->spec.batch;
+    size_t image = model_input_count(m) / (size_t)batch;
     float *grid = xmalloc((size_t)2 * count * image * sizeof(float));
-    // rows of `columns` originals, then the same rows reconstructed
-    for (int done = 0; done < count; done += m->spec.batch) {
-        int n = count - done < m->spec.batch ? count - done : m->spec.batch;
-        for (int i = 0; i < m->spec.batch; i++) t.batch_indices[i] = (done + (i < n ? i : 0)) % t.test_set.count;
-        dataset_fill_batch(&t.test_set, t.batch_indices, m->spec.batch, t.batch_host);
-        t.ctx.ops->to_device(&t.ctx, m->input, t.batch_host, model_input_count(m) * sizeof(float));
+    int64_t *indices = xmalloc((size_t)batch * sizeof(int64_t));
+    float *host = xmalloc(model_input_count(m) * sizeof(float));
+    for (int done = 0; done < count; done += batch) {
+        int n = count - done < batch ? count - done : batch;
+        for (int i = 0; i < batch; i++) indices[i] = (done + (i < n ? i : 0)) % test->count;
+        dataset_fill_batch(test, indices, batch, host);
+        s->ctx.ops->to_device(&s->ctx, m->input, host, model_input_count(m) * sizeof(float));
         model_forward(m);
-        memcpy(grid + (size_t)done * image, t.batch_host, (size_t)n * image * sizeof(float));
-        t.ctx.ops->to_host(&t.ctx, grid + (size_t)(count + done) * image, m->recon, (size_t)n * image * sizeof(float));
+        memcpy(grid + (size_t)done * image, host, (size_t)n * image * sizeof(float));
+        s->ctx.ops->to_host(&s->ctx, grid + (size_t)(count + done) * image, m->recon, (size_t)n * image * sizeof(float));
     }
+    free(indices);
+    free(host);
+    return grid;
+}
+
+int command_reconstruct(const CliArgs *args, Dist *dist) {
+    Session s;
+    Dataset test;
+    CheckpointMeta meta;
+    open_from_checkpoint(&s, &test, args, dist, &meta);
+    const ModelSpec *sp = &s.model.spec;
+    int count = args->count;
+    if (count > test.count) count = (int)test.count;
+    float *grid = reconstruct_images(&s, &test, count);
     int rc = EXIT_OK;
     if (dist->rank == 0) {
         char err[512];
         int columns = count < 8 ? count : 8;
         // originals and reconstructions as two blocks: pad the originals to whole rows
-        if (png_write_grid(args->out, grid, 2 * count, m->spec.in_channels, m->spec.height, m->spec.width, columns, err, sizeof err) != 0) {
+        if (png_write_grid(args->out, grid, 2 * count, sp->in_channels, sp->height, sp->width, columns, err,
+                           sizeof err) != 0) {
             log_warn("%s", err);
             rc = EXIT_ERROR;
         } else {
@@ -102,7 +141,8 @@ int command_reconstruct(const CliArgs *args, Dist *dist) {
         }
     }
     free(grid);
-    trainer_free(&t);
+    session_close(&s);
+    dataset_free(&test);
     return rc;
 }
 
@@ -116,6 +156,25 @@ int command_info(const CliArgs *args, Dist *dist) {
     return EXIT_OK;
 }
 
+int command_layout(const CliArgs *args, Dist *dist) {
+    Config cfg;
+    resolve_config(&cfg, args);
+    int channels, height, width;
+    dataset_shape(&cfg, &channels, &height, &width);
+    Session s;
+    session_open(&s, &cfg, dist, channels, height, width, 1.0);   // the variance changes no buffer
+    if (dist->rank == 0) {
+        const Model *m = &s.model;
+        printf("%s: %s, batch %d per rank, images %dx%dx%d, %zu trainable parameters (%zu floats with buffers)\n\n",
+               args->config_path ? args->config_path : "(defaults)", cfg.arch, cfg.batch_size, channels, height,
+               width, m->registry.trainable_count, m->registry.total_count);
+        net_print_layout(&m->net, stdout);
+        fflush(stdout);
+    }
+    session_close(&s);
+    return EXIT_OK;
+}
+
 int command_config_reference(const CliArgs *args, Dist *dist) {
     (void)args;
     (void)dist;
@@ -126,10 +185,10 @@ int command_config_reference(const CliArgs *args, Dist *dist) {
 // ---- debug-step: the parity tests' view of one step ------------------------------------------
 
 static void save_state(Trainer *t, const char *path) {
-    CheckpointState st = trainer_download_state(t);
+    CheckpointState st = state_download(&t->s, &t->st);
     CheckpointMeta meta;
-    trainer_fill_meta(t, &meta);
-    char *yaml = config_to_yaml(&t->cfg);
+    state_fill_meta(&t->s, &t->st, &meta);
+    char *yaml = config_to_yaml(&t->s.cfg);
     char err[1024];
     if (checkpoint_save(path, &st, &meta, yaml, err, sizeof err) != 0) fatal("%s", err);
     free(yaml);
@@ -141,9 +200,9 @@ int command_debug_step(const CliArgs *args, Dist *dist) {
     resolve_config(&cfg, args);
     mkdir(args->out, 0775);
     Trainer t;
-    trainer_setup(&t, &cfg, dist, NULL);
-    Model *m = &t.model;
-    OpsContext *ctx = &t.ctx;
+    trainer_setup(&t, &cfg, dist, NULL, NULL);
+    Model *m = &t.s.model;
+    OpsContext *ctx = &t.s.ctx;
     char path[1024];
 
     snprintf(path, sizeof path, "%s/before.h5", args->out);
@@ -152,14 +211,14 @@ int command_debug_step(const CliArgs *args, Dist *dist) {
     H5Dump f;
     snprintf(path, sizeof path, "%s/batch.h5", args->out);
     h5dump_create(&f, path);
-    ctx->ops->to_host(ctx, t.batch_host, m->input, model_input_count(m) * sizeof(float));
+    ctx->ops->to_host(ctx, t.st.batch_host, m->input, model_input_count(m) * sizeof(float));
     int64_t image_dims[4] = {m->spec.batch, m->spec.in_channels, m->spec.height, m->spec.width};
-    h5dump_f32(&f, "images", t.batch_host, 4, image_dims);
+    h5dump_f32(&f, "images", t.st.batch_host, 4, image_dims);
     h5dump_attr_f64(&f, "data_variance", (float)t.train_set.variance);
     h5dump_close(&f);
 
     trainer_compute_gradients(&t);
-    StepMetrics sm = trainer_collect_metrics(&t);
+    StepMetrics sm = train_log_collect(&t.log, &t.s, &t.st);
     snprintf(path, sizeof path, "%s/step.h5", args->out);
     h5dump_create(&f, path);
     h5dump_attr_f64(&f, "loss", sm.loss);
@@ -188,8 +247,8 @@ int command_debug_step(const CliArgs *args, Dist *dist) {
     h5dump_close(&f);
 
     trainer_apply_update(&t);
-    trainer_sync_state(&t);
-    int finite = t.state_host.finite;
+    train_state_sync(&t.st, &t.s);
+    int finite = t.st.state_host.finite;
     snprintf(path, sizeof path, "%s/after.h5", args->out);
     save_state(&t, path);
     log_info("debug-step: wrote before.h5, batch.h5, step.h5 and after.h5 to %s (loss %.6f, finite %d)", args->out,

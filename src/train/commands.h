@@ -19,5 +19,6 @@ int command_eval(const CliArgs *args, Dist *dist);
 int command_reconstruct(const CliArgs *args, Dist *dist);
 int command_info(const CliArgs *args, Dist *dist);
 int command_debug_step(const CliArgs *args, Dist *dist);
+int command_layout(const CliArgs *args, Dist *dist);
 int command_config_reference(const CliArgs *args, Dist *dist);
 int command_bench(const CliArgs *args, Dist *dist);   // bench.c

@@ -1,0 +1,128 @@
+// train_log.c: see train_log.h.
+#include "train_log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/common.h"
+
+void train_log_open(TrainLog *log, const Session *s, const char *metrics_path) {
+    memset(log, 0, sizeof *log);
+    int k = s->model.spec.num_embeddings;
+    log->host_counts = xmalloc((size_t)k * sizeof(float));
+    log->host_counts_f64 = xmalloc((size_t)k * sizeof(double));
+    log->host_ring = xmalloc((size_t)s->cfg.usage_window * k * sizeof(float));
+    log->progress_bar = isatty(STDERR_FILENO) && s->dist->rank == 0;
+    log->start_time = log->last_log_time = wall_time_seconds();
+    if (s->dist->rank != 0 || !metrics_path) return;
+    log->metrics_file = fopen(metrics_path, "a");
+    if (!log->metrics_file) fatal("cannot open the metrics file '%s' for appending (log.metrics_file)", metrics_path);
+}
+
+void train_log_close(TrainLog *log) {
+    if (log->metrics_file) fclose(log->metrics_file);
+    free(log->host_counts);
+    free(log->host_counts_f64);
+    free(log->host_ring);
+    memset(log, 0, sizeof *log);
+}
+
+// Sums counts over ranks unless they are global already (EMA stats are all-reduced in the step).
+static void global_counts(TrainLog *log, Dist *dist, float *counts, int k, int already_global) {
+    if (already_global || dist->world == 1) return;
+    for (int j = 0; j < k; j++) log->host_counts_f64[j] = counts[j];
+    dist_allreduce_host_f64(dist, log->host_counts_f64, (size_t)k);
+    for (int j = 0; j < k; j++) counts[j] = (float)log->host_counts_f64[j];
+}
+
+StepMetrics train_log_collect(TrainLog *log, Session *s, const TrainState *st) {
+    Model *m = &s->model;
+    OpsContext *ctx = &s->ctx;
+    int k = m->spec.num_embeddings, world = s->dist->world;
+    int ema = m->spec.quantizer == QUANTIZER_EMA;
+    float scalars[SCALAR_COUNT];
+    ctx->ops->to_host(ctx, scalars, m->scalars, sizeof scalars);
+    double losses[2] = {scalars[SCALAR_RECON_MSE], scalars[SCALAR_LATENT_MSE]};
+    dist_allreduce_host_f64(s->dist, losses, 2);
+    StepMetrics sm;
+    memset(&sm, 0, sizeof sm);
+    metrics_fill_losses(&sm, &m->spec, losses[0] / world, losses[1] / world);
+    sm.grad_norm = sqrt((double)scalars[SCALAR_GRAD_SUMSQ]);
+
+    ctx->ops->to_host(ctx, log->host_counts, m->code_stats, (size_t)k * sizeof(float));
+    global_counts(log, s->dist, log->host_counts, k, ema);
+    sm.perplexity = perplexity_from_counts(log->host_counts, k);
+
+    // usage: codes hit at least once in the last usage_window steps
+    int window = st->usage_window;
+    ctx->ops->to_host(ctx, log->host_ring, st->usage_ring, (size_t)window * k * sizeof(float));
+    for (int j = 0; j < k; j++) {
+        float total = 0.0f;
+        for (int w = 0; w < window; w++) total += log->host_ring[(size_t)w * k + j];
+        log->host_counts[j] = total;
+    }
+    global_counts(log, s->dist, log->host_counts, k, ema);
+    int used = 0;
+    for (int j = 0; j < k; j++) used += log->host_counts[j] > 0.0f;
+    sm.usage = (double)used / k;
+    return sm;
+}
+
+static void format_duration(double seconds, char *buf, size_t len) {
+    if (!(seconds >= 0) || seconds > 1e7) {
+        snprintf(buf, len, "?");
+        return;
+    }
+    long sec = (long)(seconds + 0.5);
+    if (sec >= 3600) snprintf(buf, len, "%ldh%02ldm", sec / 3600, (sec % 3600) / 60);
+    else if (sec >= 60) snprintf(buf, len, "%ldm%02lds", sec / 60, sec % 60);
+    else snprintf(buf, len, "%lds", sec);
+}
+
+void train_log_print(TrainLog *log, const Session *s, const TrainState *st, const StepMetrics *sm, double rate) {
+    if (s->dist->rank != 0) return;
+    int64_t total = s->cfg.steps;
+    double now = wall_time_seconds();
+    int64_t done = st->step - log->last_log_step;
+    double per_step = done > 0 ? (now - log->last_log_time) / done : 0.0;
+    char eta[32];
+    format_duration(per_step * (double)(total - st->step), eta, sizeof eta);
+    if (log->progress_bar) fprintf(stderr, "\r\033[K");
+    printf("step %6lld/%lld | loss %.4f | nmse %.4f | vq %.4f | perplexity %6.1f | usage %.3f | |g| %.3g | "
+           "%.0f img/s | eta %s\n",
+           (long long)st->step, (long long)total, sm->loss, sm->nmse, sm->vq_loss, sm->perplexity, sm->usage,
+           sm->grad_norm, rate, eta);
+    fflush(stdout);
+    if (log->progress_bar) {
+        int width = 30, filled = (int)(width * (double)st->step / (double)total);
+        fprintf(stderr, "[");
+        for (int i = 0; i < width; i++) fputc(i < filled ? '#' : '.', stderr);
+        fprintf(stderr, "] %lld/%lld %.0fs", (long long)st->step, (long long)total, now - log->start_time);
+        fflush(stderr);
+    }
+}
+
+// A JSON number, or null for NaN and infinities (which JSON cannot express; a skipped step's
+// gradient norm is NaN).
+static const char *json_number(double v, char *buf, size_t len) {
+    if (!isfinite(v)) return "null";
+    snprintf(buf, len, "%.9g", v);
+    return buf;
+}
+
+void train_log_json(TrainLog *log, const TrainState *st, const char *kind, const StepMetrics *sm, double rate) {
+    if (!log->metrics_file) return;
+    char v[8][40];
+    fprintf(log->metrics_file,
+            "{\"kind\":\"%s\",\"step\":%lld,\"epoch\":%lld,\"samples_seen\":%lld,\"loss\":%s,\"recon_mse\":%s,"
+            "\"nmse\":%s,\"vq_loss\":%s,\"perplexity\":%s,\"usage\":%s,\"grad_norm\":%s,"
+            "\"images_per_s\":%s,\"skipped_steps\":%lld,\"time_s\":%.3f}\n",
+            kind, (long long)st->step, (long long)st->position.epoch, (long long)st->samples_seen,
+            json_number(sm->loss, v[0], 40), json_number(sm->recon_mse, v[1], 40), json_number(sm->nmse, v[2], 40),
+            json_number(sm->vq_loss, v[3], 40), json_number(sm->perplexity, v[4], 40),
+            json_number(sm->usage, v[5], 40), json_number(sm->grad_norm, v[6], 40), json_number(rate, v[7], 40),
+            (long long)st->state_host.skipped, wall_time_seconds() - log->start_time);
+    fflush(log->metrics_file);
+}
