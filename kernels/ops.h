@@ -88,7 +88,8 @@ typedef struct {
     int32_t skipped;        // steps skipped because the loss or gradient was not finite on some rank
     int32_t last_skipped;   // the `steps` value of the last skipped step, 0 = none
     int32_t finite;         // the current step's verdict: 1 = update, 0 = skip
-    int32_t reserved[3];
+    int32_t restarts;       // dead codes restarted so far (vq_restart_apply)
+    int32_t reserved[2];
     AdamScalars adam;       // the current step's Adam scalars (when finite)
 } StepState;
 
@@ -159,6 +160,22 @@ typedef struct Ops {
     // A no-op when state is given and state->finite is 0 (a skipped step); state NULL: always.
     void (*ema_update)(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *counts,
                        const float *sums, int k, int d, float decay, float epsilon, const StepState *state);
+
+    // ---- dead-code restart (after ema_update; state is required; a no-op on a skipped step) --
+    // For each code j whose cluster_size[j] < threshold, one latent of the GLOBAL batch is drawn:
+    // id = rng_below(rng_stream(seed, RNG_PURPOSE_RESTART, state->steps, j), global_m) (src/core/
+    // rng.h), a pure function of (seed, step, code), so every rank and every world size draws the
+    // same. When this rank holds it (first_latent <= id < first_latent + m), out[j (d + 1) ..]
+    // gets z[id - first_latent] and a 1 after it (the mark); everything else in out[k (d + 1)] is
+    // 0. A SUM all-reduce of out then gives every rank the replacements.
+    void (*vq_restart_pick)(OpsContext *ctx, const float *cluster_size, float threshold, const float *z, int m,
+                            int k, int d, int64_t first_latent, int64_t global_m, uint64_t seed,
+                            float *out, const StepState *state);
+    // Where out[j (d + 1) + d] is set: codebook[j] = the vector, cluster_size[j] = threshold and
+    // ema_w[j] = threshold x the vector (so the EMA goes on from the new centre), and
+    // state->restarts += 1.
+    void (*vq_restart_apply)(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *picked,
+                             int k, int d, float threshold, StepState *state);
 
     // ---- optimizer and reductions ---------------------------------------------------------
     // torch.optim.Adam (amsgrad off) over a flat buffer, with the step's scalars from

@@ -43,6 +43,13 @@ void cpu_vq_codebook_grad(OpsContext *ctx, const float *codebook, const float *c
 void cpu_ema_update(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *counts,
                     const float *sums, int k, int d, float decay, float epsilon, const StepState *state);
 
+// cpu_codebook.c
+void cpu_vq_restart_pick(OpsContext *ctx, const float *cluster_size, float threshold, const float *z, int m, int k,
+                         int d, int64_t first_latent, int64_t global_m, uint64_t seed, float *out,
+                         const StepState *state);
+void cpu_vq_restart_apply(OpsContext *ctx, float *cluster_size, float *ema_w, float *codebook, const float *picked,
+                          int k, int d, float threshold, StepState *state);
+
 // cpu_adam.c (with the step bookkeeping)
 void cpu_adam_update(OpsContext *ctx, float *params, const float *grads, float *exp_avg, float *exp_avg_sq, size_t n,
                      const StepState *state);

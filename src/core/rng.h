@@ -10,6 +10,8 @@ typedef enum {
     RNG_PURPOSE_SHUFFLE = 2,     // epoch permutation (a = epoch)
     RNG_PURPOSE_SYNTHETIC = 3,   // synthetic dataset images (a = image index)
     RNG_PURPOSE_CODEBOOK = 4,    // data-driven codebook init (a = step)
+    RNG_PURPOSE_RESTART = 5,     // dead-code restart (a = step, b = code)
+    RNG_PURPOSE_KMEANS = 6,      // k-means++ seeding of the codebook
     RNG_PURPOSE_TEST = 99,       // tests only
 } RngPurpose;
 

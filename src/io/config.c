@@ -60,9 +60,19 @@ static const KeySpec KEYS[] = {
      .help = "gamma of the EMA codebook update (ema only)"},
     {"quantizer.epsilon", KEY_FLOAT, FIELD(epsilon), .flags = GT_MIN, .min = 0, .def = "1e-5",
      .help = "Laplace smoothing of the EMA cluster sizes (ema only)"},
-    {"quantizer.init", KEY_ENUM, FIELD(codebook_init), .choices = "auto|data|uniform|normal", .def = "auto",
-     .help = "codebook init: data = first batch's encoder outputs, uniform = U(+-1/K), normal = the notebook's "
-             "N(0,1) with zero EMA sizes; auto = data for ema, uniform for vq"},
+    {"quantizer.init", KEY_ENUM, FIELD(codebook_init), .choices = "auto|data|uniform|normal|kmeans", .def = "auto",
+     .help = "codebook init: data = first batch's encoder outputs, kmeans = k-means++ and Lloyd on "
+             "quantizer.kmeans_samples encoder outputs, uniform = U(+-1/K), normal = the notebook's N(0,1) with zero "
+             "EMA sizes; auto = data for ema, uniform for vq. data and kmeans run when quantization starts (step 0, "
+             "or after train.pretrain_steps)"},
+    {"quantizer.kmeans_samples", KEY_INT, FIELD(kmeans_samples), .flags = GE_MIN, .min = 0, .def = "0",
+     .help = "latent vectors the k-means init clusters (whole global batches, at least this many); 0 = 64 per code; "
+             "at least quantizer.num_embeddings"},
+    {"quantizer.kmeans_iters", KEY_INT, FIELD(kmeans_iters), .flags = GE_MIN | LE_MAX, .min = 0, .max = 10000,
+     .def = "10", .help = "Lloyd iterations of the k-means init after its k-means++ seeding"},
+    {"quantizer.dead_code_threshold", KEY_FLOAT, FIELD(dead_code_threshold), .flags = GE_MIN, .min = 0, .def = "0",
+     .help = "restart a code whose EMA cluster size (expected hits per step) falls below this with an encoder "
+             "output of the current global batch; 0 = off; ema only"},
 
     {"data.dataset", KEY_ENUM, FIELD(dataset), .choices = "fashion_mnist|mnist|cifar10|synthetic",
      .def = "fashion_mnist", .help = "training data; synthetic = generated images, no files needed"},
@@ -80,6 +90,9 @@ static const KeySpec KEYS[] = {
      .def = "32", .help = "images per rank per step; the global batch is batch_size x ranks"},
     {"train.steps", KEY_INT64, FIELD(steps), .flags = GE_MIN, .min = 1, .def = "1000",
      .help = "total optimizer steps (a resumed run continues up to this)"},
+    {"train.pretrain_steps", KEY_INT64, FIELD(pretrain_steps), .flags = GE_MIN, .min = 0, .def = "0",
+     .help = "the first N steps train encoder and decoder as a plain autoencoder (the quantizer passes z through); "
+             "then quantization starts, with the codebook init"},
     {"train.lr", KEY_DOUBLE, FIELD(lr), .flags = GT_MIN, .min = 0, .def = "1e-3", .help = "Adam learning rate"},
     {"train.beta1", KEY_DOUBLE, FIELD(beta1), .flags = GE_MIN | LT_MAX, .min = 0, .max = 1, .def = "0.9",
      .help = "Adam first-moment decay"},
@@ -715,6 +728,16 @@ int config_validate(const Config *cfg, char *err, size_t err_len) {
         return set_error(err, err_len, "data.path is empty; data.dataset %s needs the folder with its files",
                          cfg->dataset);
     if (!cfg->checkpoint_dir[0]) return set_error(err, err_len, "checkpoint.dir is empty; give a folder like runs/x");
+    if (cfg->dead_code_threshold > 0 && strcmp(cfg->quantizer, "ema") != 0)
+        return set_error(err, err_len, "quantizer.dead_code_threshold (%g) compares EMA cluster sizes, so it needs "
+                         "quantizer.type ema (got %s); set it to 0 or use ema", cfg->dead_code_threshold, cfg->quantizer);
+    if (cfg->kmeans_samples > 0 && cfg->kmeans_samples < cfg->num_embeddings)
+        return set_error(err, err_len, "quantizer.kmeans_samples (%d) must be at least quantizer.num_embeddings (%d): "
+                         "k-means needs a sample per code; use 0 for 64 per code", cfg->kmeans_samples,
+                         cfg->num_embeddings);
+    if (cfg->pretrain_steps >= cfg->steps && cfg->pretrain_steps > 0)
+        return set_error(err, err_len, "train.pretrain_steps (%lld) must be less than train.steps (%lld), or nothing "
+                         "is ever quantized", (long long)cfg->pretrain_steps, (long long)cfg->steps);
     if (strcmp(cfg->dist_backend, "nccl") == 0 && strcmp(cfg->device, "cpu") == 0)
         return set_error(err, err_len, "dist.backend nccl needs GPUs but train.device is cpu; use dist.backend mpi "
                          "or auto");

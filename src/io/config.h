@@ -23,9 +23,12 @@ typedef struct {
     float commitment_cost;                // quantizer.commitment_cost: 0.25 (beta)
     float decay;                          // quantizer.decay: 0.99 (ema only)
     float epsilon;                        // quantizer.epsilon: 1e-5 (ema Laplace smoothing)
-    char codebook_init[CONFIG_NAME_MAX];  // quantizer.init: auto | data | uniform | normal
+    char codebook_init[CONFIG_NAME_MAX];  // quantizer.init: auto | data | uniform | normal | kmeans
                                           //   auto = data for ema, uniform (U(+-1/K)) for vq;
                                           //   normal = the notebook's EMA init (N(0,1), sizes 0)
+    int kmeans_samples;                   // quantizer.kmeans_samples: 0 = 64 x K latent vectors
+    int kmeans_iters;                     // quantizer.kmeans_iters: 10 Lloyd iterations
+    float dead_code_threshold;            // quantizer.dead_code_threshold: 0 = off (ema only)
 
     // data:
     char dataset[CONFIG_NAME_MAX];        // data.dataset: fashion_mnist | mnist | cifar10 | synthetic
@@ -38,6 +41,7 @@ typedef struct {
     // train:
     int batch_size;                       // train.batch_size: 32, per rank (global = batch x world)
     int64_t steps;                        // train.steps: 1000
+    int64_t pretrain_steps;               // train.pretrain_steps: 0 (autoencoder steps before quantizing)
     double lr;                            // train.lr: 1e-3
     double beta1, beta2;                  // train.beta1: 0.9, train.beta2: 0.999
     double adam_eps;                      // train.eps: 1e-8

@@ -61,10 +61,24 @@ void quantize_flatten(Net *net, Layer *L) {
     net->ctx->ops->nchw_to_nhwc(net->ctx, L->x[0], slot_f32(net, a->z_flat), a->m / a->hw, a->d, a->hw);
 }
 
+// Pretraining: the decoder sees z itself; no codes are chosen, so the statistics and the latent
+// loss are zero.
+static void bypass_forward(Net *net, Layer *L) {
+    const Ops *ops = net->ctx->ops;
+    const QuantizeArgs *a = &L->quant;
+    ops->copy(net->ctx, L->y, L->x[0], (size_t)a->m * a->d * sizeof(float));
+    ops->fill(net->ctx, slot_f32(net, a->stats), 0.0f, (size_t)a->k * (1 + (size_t)a->d));
+    ops->fill(net->ctx, slot_f32(net, L->scalars_slot) + a->latent_mse_scalar, 0.0f, 1);
+}
+
 static void quantize_forward(Net *net, Layer *L) {
     const Ops *ops = net->ctx->ops;
     OpsContext *ctx = net->ctx;
     const QuantizeArgs *a = &L->quant;
+    if (a->bypass) {
+        bypass_forward(net, L);
+        return;
+    }
     float *z_flat = slot_f32(net, a->z_flat), *q_flat = slot_f32(net, a->q_flat), *stats = slot_f32(net, a->stats);
     int32_t *codes = (int32_t *)net->slots[a->codes].data;
     quantize_flatten(net, L);
@@ -83,10 +97,12 @@ static void quantize_backward(Net *net, Layer *L) {
     float *dz = net_grad_target(net, L, 0, n);
     if (dz) {
         if (dz != L->dy) ops->copy(ctx, dz, L->dy, n * sizeof(float));   // straight-through
-        ops->mse_backward(ctx, L->x[0], L->y, n, a->commitment_cost, 1, dz);
+        if (!a->bypass) ops->mse_backward(ctx, L->x[0], L->y, n, a->commitment_cost, 1, dz);
         net_grad_commit(net, L, 0, n);
     }
-    if (a->trainable_codebook) {   // d e_j = 2/(M D) (count_j e_j - sum of the z assigned to j)
+    if (a->trainable_codebook && a->bypass) {
+        ops->fill(ctx, L->dw[0], 0.0f, (size_t)a->k * a->d);
+    } else if (a->trainable_codebook) {   // d e_j = 2/(M D) (count_j e_j - sum of the z assigned to j)
         float *stats = slot_f32(net, a->stats);
         float scale = 2.0f / ((float)a->m * (float)a->d);
         ops->vq_codebook_grad(ctx, L->w[0], stats, stats + a->k, a->k, a->d, scale, L->dw[0]);

@@ -112,6 +112,8 @@ void model_encode(Model *m) {
     quantize_flatten(&m->net, &m->net.layers[m->quant_layer]);
 }
 
+void model_set_quantizer_bypass(Model *m, int bypass) { m->net.layers[m->quant_layer].quant.bypass = bypass; }
+
 void model_restrict_metrics(Model *m, int n) {
     CHECK(n >= 0 && n <= m->spec.batch, "model_restrict_metrics: %d images of a batch of %d", n, m->spec.batch);
     const Ops *ops = m->ctx->ops;

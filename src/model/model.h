@@ -60,6 +60,9 @@ void model_forward(Model *m);
 void model_backward(Model *m);
 // Encoder and pre-quantizer only, up to z_flat (the data-driven codebook init, `encode`).
 void model_encode(Model *m);
+// Encoder pretraining: bypass = 1 lets the quantizer pass z through (no codes, no quantizer loss,
+// a zero codebook gradient); 0 quantizes.
+void model_set_quantizer_bypass(Model *m, int bypass);
 // The EMA codebook update from m->code_stats (already summed over ranks); skipped when state
 // (device memory, may be NULL) says the step is not finite.
 void model_ema_update(Model *m, const StepState *state);

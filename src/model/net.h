@@ -53,6 +53,7 @@ typedef struct {
     int k, d, m, hw;                    // codes, dims, latents (= batch * hw), latent positions per image
     float commitment_cost;
     int trainable_codebook;             // vq: the codebook learns by gradient
+    int bypass;                         // encoder pretraining: q = z, no codes, no quantizer loss
 } QuantizeArgs;
 
 typedef struct {

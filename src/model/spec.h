@@ -10,7 +10,13 @@ typedef enum { QUANTIZER_VQ = 0, QUANTIZER_EMA = 1 } QuantizerKind;
 // How the codebook starts: U(+-1/K) (PyTorch's Embedding init in the notebook's VectorQuantizer),
 // N(0, 1) with zero EMA sizes (the notebook's VectorQuantizerEMA), or encoder outputs of the first
 // global batch (chosen by the trainer, which sees every rank's batch).
-typedef enum { CODEBOOK_INIT_UNIFORM = 0, CODEBOOK_INIT_NORMAL = 1, CODEBOOK_INIT_DATA = 2 } CodebookInit;
+// kmeans: k-means++ and Lloyd iterations on encoder outputs of several global batches (the trainer).
+typedef enum {
+    CODEBOOK_INIT_UNIFORM = 0,
+    CODEBOOK_INIT_NORMAL = 1,
+    CODEBOOK_INIT_DATA = 2,
+    CODEBOOK_INIT_KMEANS = 3,
+} CodebookInit;
 
 typedef struct {
     ArchKind arch;

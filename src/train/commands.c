@@ -205,6 +205,7 @@ int command_debug_step(const CliArgs *args, Dist *dist) {
     OpsContext *ctx = &t.s.ctx;
     char path[1024];
 
+    trainer_begin_step(&t);   // the codebook init of step 0, if any, belongs to the state before the step
     snprintf(path, sizeof path, "%s/before.h5", args->out);
     save_state(&t, path);
     trainer_load_next_batch(&t);

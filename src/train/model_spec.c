@@ -9,6 +9,7 @@ static CodebookInit codebook_init_of(const Config *cfg) {
     if (strcmp(cfg->codebook_init, "uniform") == 0) return CODEBOOK_INIT_UNIFORM;
     if (strcmp(cfg->codebook_init, "normal") == 0) return CODEBOOK_INIT_NORMAL;
     if (strcmp(cfg->codebook_init, "data") == 0) return CODEBOOK_INIT_DATA;
+    if (strcmp(cfg->codebook_init, "kmeans") == 0) return CODEBOOK_INIT_KMEANS;
     // auto: the notebook's EMA init collapses onto a few codes for hundreds of steps (DESIGN §2)
     return strcmp(cfg->quantizer, "ema") == 0 ? CODEBOOK_INIT_DATA : CODEBOOK_INIT_UNIFORM;
 }

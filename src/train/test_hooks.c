@@ -25,6 +25,8 @@ void test_hooks_open(TestHooks *h, int rank) {
     h->rank = rank;
     parse_step_rank("VQ_TEST_INJECT_NAN", &h->inject_nan_step, &h->inject_nan_rank);
     parse_step_rank("VQ_TEST_PERTURB", &h->perturb_step, &h->perturb_rank);
+    const char *dump = getenv("VQ_TEST_DUMP_CODEBOOK");
+    h->codebook_dump = dump && *dump ? dump : NULL;
     const char *prefix = getenv("VQ_TEST_LOG_SAMPLES");
     if (prefix && *prefix) {
         char path[CONFIG_STRING_MAX + 32];
@@ -53,6 +55,20 @@ void test_hooks_after_backward(TestHooks *h, Session *s, int64_t step) {
     if (step != h->inject_nan_step || h->rank != h->inject_nan_rank) return;
     float nan = NAN;
     s->ctx.ops->to_device(&s->ctx, s->model.grads, &nan, sizeof nan);
+}
+
+void test_hooks_after_codebook_init(TestHooks *h, Session *s) {
+    if (!h->codebook_dump) return;
+    size_t n = (size_t)s->model.spec.num_embeddings * s->model.spec.embedding_dim;
+    float *host = xmalloc(n * sizeof(float));
+    dist_sync(s->dist, &s->ctx);
+    s->ctx.ops->to_host(&s->ctx, host, s->model.codebook, n * sizeof(float));
+    char path[CONFIG_STRING_MAX + 32];
+    snprintf(path, sizeof path, "%s.rank%d", h->codebook_dump, h->rank);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(host, sizeof(float), n, f) != n || fclose(f) != 0)
+        fatal("VQ_TEST_DUMP_CODEBOOK: cannot write '%s'", path);
+    free(host);
 }
 
 void test_hooks_after_update(TestHooks *h, Session *s, int64_t step) {

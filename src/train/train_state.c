@@ -34,6 +34,9 @@ void train_state_init(TrainState *st, Session *s, const Dataset *train_set) {
     st->usage_window = cfg->usage_window;
     st->usage_ring = ctx->ops->alloc(ctx, (size_t)cfg->usage_window * m->spec.num_embeddings * sizeof(float));
     st->state = ctx->ops->alloc(ctx, sizeof(StepState));
+    if (cfg->dead_code_threshold > 0)
+        st->restart_picks = ctx->ops->alloc(ctx, (size_t)m->spec.num_embeddings * (m->spec.embedding_dim + 1) *
+                                                     sizeof(float));
     st->batch_indices = xmalloc((size_t)m->spec.batch * sizeof(int64_t));
     st->batch_host = xmalloc(model_input_count(m) * sizeof(float));
     upload_train_set(st, ctx);
@@ -45,6 +48,7 @@ void train_state_free(TrainState *st, Session *s) {
     dist_sync(s->dist, ctx);   // the buffers below may be in use by queued work
     ctx->ops->release(ctx, st->usage_ring);
     ctx->ops->release(ctx, st->state);
+    ctx->ops->release(ctx, st->restart_picks);
     ctx->ops->release(ctx, st->perm_device);
     if (ctx->kind != BACKEND_CPU) ctx->ops->release(ctx, st->pixels_device);
     free(st->perm_staging);
@@ -58,8 +62,9 @@ void train_state_free(TrainState *st, Session *s) {
 void train_state_upload(TrainState *st, Session *s) {
     CHECK(st->step < INT32_MAX, "step %lld exceeds the device step counter's range", (long long)st->step);
     int32_t adam_steps = st->state_host.adam_steps;
+    int32_t restarts = st->state_host.restarts;
     st->state_host = (StepState){.steps = (int32_t)st->step, .adam_steps = adam_steps,
-                                 .skipped = (int32_t)st->step - adam_steps, .finite = 1};
+                                 .skipped = (int32_t)st->step - adam_steps, .finite = 1, .restarts = restarts};
     s->ctx.ops->to_device(&s->ctx, st->state, &st->state_host, sizeof st->state_host);
     st->first_step = st->step;
 }

@@ -22,6 +22,8 @@ typedef struct {
     AdamHyper adam_hyper;
     int usage_window;
     float *usage_ring;        // device [usage_window * K]: per-step code counts
+    float *restart_picks;     // device [K * (D + 1)]: dead-code replacements (quantizer.dead_code_threshold)
+    int codebook_ready;       // the data-driven codebook init (at step train.pretrain_steps) is done
 
     // The training set on the device (uint8) and the current epoch's permutation there, so a
     // batch is one gather kernel; on the CPU backend pixels_device is the host array itself.

@@ -36,10 +36,11 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
     char err[1024];
     if (dist->rank == 0 && make_dirs(cfg->checkpoint_dir, err, sizeof err) != 0)
         fatal("cannot create the run folder (checkpoint.dir): %s; check the path and permissions", err);
-    if (!(resume && state_resume(s, &t->st, resume))) {
-        model_init_params(m, s->cfg.seed);
-        if (m->spec.codebook_init == CODEBOOK_INIT_DATA) codebook_init_from_data(s, &t->st, &t->train_set);
-    }
+    if (!(resume && state_resume(s, &t->st, resume))) model_init_params(m, s->cfg.seed);
+    // The data-driven inits run when quantization starts (trainer_begin_step); a run resumed past
+    // that step has its codebook from the checkpoint.
+    int needs_data = m->spec.codebook_init == CODEBOOK_INIT_DATA || m->spec.codebook_init == CODEBOOK_INIT_KMEANS;
+    t->st.codebook_ready = !needs_data || t->st.step > s->cfg.pretrain_steps;
     train_state_upload(&t->st, s);
     train_log_open(&t->log, s, metrics_path);
     log_info("model: resnet, %zu trainable parameters, quantizer %s K=%d D=%d, latent %dx%d; backend %s, %d ranks, "
@@ -55,6 +56,18 @@ void trainer_free(Trainer *t) {
     session_close(&t->s);
     dataset_free(&t->train_set);
     dataset_free(&t->test_set);
+}
+
+void trainer_begin_step(Trainer *t) {
+    Session *s = &t->s;
+    int64_t start = s->cfg.pretrain_steps;
+    model_set_quantizer_bypass(&s->model, t->st.step < start);
+    if (t->st.step < start || t->st.codebook_ready) return;
+    if (s->model.spec.codebook_init == CODEBOOK_INIT_KMEANS) codebook_init_kmeans(s, &t->st, &t->train_set);
+    else codebook_init_from_data(s, &t->st, &t->train_set);
+    t->st.codebook_ready = 1;
+    if (start > 0) log_info("step %lld: encoder pretraining done; quantizing from here on", (long long)start);
+    test_hooks_after_codebook_init(&t->hooks, s);
 }
 
 void trainer_load_next_batch(Trainer *t) {
@@ -80,19 +93,40 @@ void trainer_compute_gradients(Trainer *t) {
     test_hooks_after_backward(&t->hooks, s, t->st.step);
     s->dist->current_step = t->st.step;
     dist_allreduce(s->dist, ctx, m->grads, n + 1, 1);
-    if (m->spec.quantizer == QUANTIZER_EMA)   // global counts and sums, so every rank updates identically
+    if (m->spec.quantizer == QUANTIZER_EMA && t->st.step >= s->cfg.pretrain_steps)   // global counts and sums:
+                                                                                        // identical EMA updates
         dist_allreduce(s->dist, ctx, m->code_stats, (size_t)k + (size_t)k * m->spec.embedding_dim, 0);
     ops->sum_squares(ctx, m->grads, n + 1, m->scalars + SCALAR_GRAD_SUMSQ);
 }
 
 // The verdict, Adam and the EMA update: fixed launches reading the step's values from the
 // device, so this and trainer_compute_gradients can be captured in a CUDA graph.
+// Dead codes (EMA cluster size below quantizer.dead_code_threshold) get an encoder output of this
+// step's global batch: drawn on the device from (seed, step, code), sent by the rank that holds
+// it in one all-reduce, applied identically everywhere.
+static void restart_dead_codes(Trainer *t) {
+    Session *s = &t->s;
+    Model *m = &s->model;
+    OpsContext *ctx = &s->ctx;
+    int k = m->spec.num_embeddings, d = m->spec.embedding_dim;
+    int64_t local = model_latent_count(m);
+    float threshold = s->cfg.dead_code_threshold;
+    ctx->ops->vq_restart_pick(ctx, m->ema_cluster_size, threshold, m->z_flat, (int)local, k, d,
+                              local * s->dist->rank, local * s->dist->world, s->cfg.seed, t->st.restart_picks,
+                              t->st.state);
+    dist_allreduce(s->dist, ctx, t->st.restart_picks, (size_t)k * (d + 1), 0);
+    ctx->ops->vq_restart_apply(ctx, m->ema_cluster_size, m->ema_w, m->codebook, t->st.restart_picks, k, d, threshold,
+                               t->st.state);
+}
+
 static void update_parameters(Trainer *t) {
     Model *m = &t->s.model;
     OpsContext *ctx = &t->s.ctx;
+    int quantizing = t->st.step >= t->s.cfg.pretrain_steps;
     ctx->ops->step_commit(ctx, t->st.state, m->scalars + SCALAR_GRAD_SUMSQ, &t->st.adam_hyper);
     ctx->ops->adam_update(ctx, m->params, m->grads, m->adam_m, m->adam_v, m->registry.trainable_count, t->st.state);
-    if (m->spec.quantizer == QUANTIZER_EMA) model_ema_update(m, t->st.state);
+    if (m->spec.quantizer == QUANTIZER_EMA && quantizing) model_ema_update(m, t->st.state);
+    if (t->s.cfg.dead_code_threshold > 0 && quantizing) restart_dead_codes(t);
 }
 
 static void finish_step(Trainer *t) {
@@ -125,9 +159,12 @@ static int graph_possible(Trainer *t) {
 
 void trainer_step(Trainer *t) {
     Session *s = &t->s;
+    trainer_begin_step(t);
     trainer_load_next_batch(t);
     int hook_step = test_hooks_at(&t->hooks, t->st.step);
-    if (s->cfg.cuda_graph && s->ctx.graph == NULL && t->st.step > t->st.first_step && !hook_step && graph_possible(t)) {
+    // Capture a quantized step after the eager one that set everything up (pretraining steps differ).
+    int64_t eager = t->st.first_step > s->cfg.pretrain_steps ? t->st.first_step : s->cfg.pretrain_steps;
+    if (s->cfg.cuda_graph && s->ctx.graph == NULL && t->st.step > eager && !hook_step && graph_possible(t)) {
         s->ctx.ops->graph_begin(&s->ctx);
         trainer_compute_gradients(t);
         update_parameters(t);

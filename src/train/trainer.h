@@ -31,8 +31,10 @@ TrainOutcome trainer_run(Trainer *t);
 // the gradient is not finite on some rank, every rank skips the update (decided on the device;
 // train_state_sync reports it).
 void trainer_step(Trainer *t);
-// The step's three parts (debug-step dumps between them): the next global batch's slice of this
-// rank into the model's input;
+// The step's parts (debug-step dumps between them): the phase (encoder pretraining before
+// train.pretrain_steps; at that step the data-driven codebook init);
+void trainer_begin_step(Trainer *t);
+// the next global batch's slice of this rank into the model's input;
 void trainer_load_next_batch(Trainer *t);
 // forward, backward, gradient (and EMA statistics) all-reduce, gradient sum of squares;
 void trainer_compute_gradients(Trainer *t);

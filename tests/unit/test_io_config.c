@@ -193,7 +193,8 @@ static void test_round_trip(TestCounts *c) {
         "train.threads=4096", "train.eval_every=123", "train.eval_batches=7", "train.cuda_graph=1",
         "checkpoint.dir=runs/x y", "checkpoint.every=0", "checkpoint.keep=1000", "log.every=1",
         "log.metrics_file=null", "log.usage_window=1", "dist.backend=mpi", "dist.timeout_s=0.001",
-        "dist.verify_every=1",
+        "dist.verify_every=1", "quantizer.kmeans_samples=1000", "quantizer.kmeans_iters=3",
+        "quantizer.dead_code_threshold=0.5", "train.pretrain_steps=5",
     };
     int nsets = (int)(sizeof sets / sizeof sets[0]);
     Config defaults, cfg;
@@ -326,7 +327,7 @@ static void test_bad_yaml(TestCounts *c) {
         {"train:\n  lr: 1e-3\n  lrr: 2\n", "unknown key 'train.lrr' in ", "line 3; did you mean 'train.lr'?"},
         {"train:\n  batchsize: 8\n", "unknown key 'train.batchsize'", "did you mean 'train.batch_size'?"},
         {"train:\n  decay: 0.5\n", "unknown key 'train.decay'", "did you mean 'quantizer.decay'?"},
-        {"train:\n  learning_rate: 1\n", "unknown key 'train.learning_rate'", "valid keys in section 'train': batch_size, steps, lr"},
+        {"train:\n  learning_rate: 1\n", "unknown key 'train.learning_rate'", "valid keys in section 'train': batch_size, steps, pretrain_steps, lr"},
         {"trian:\n  lr: 1\n", "unknown section 'trian'", "line 1; did you mean 'train'?"},
         {"optimizer:\n  lr: 1\n", "unknown section 'optimizer'", "sections are model, quantizer, data"},
         {"lr: 1\n", "unknown section 'lr'", "did you mean 'train.lr'"},
