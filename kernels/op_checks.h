@@ -2,13 +2,15 @@
 // of ops.h (GroupNorm, resampling, attention, linear, the random ops), so that both refuse the
 // same calls with the same words. Host code; C and C++ (the .cu files include it too).
 #pragma once
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "../src/core/philox.h"
 #ifdef __cplusplus
-extern "C" {   // common.h's functions have C linkage
+extern "C" {   // common.h's functions have C linkage (its system headers are included above)
 #endif
 #include "../src/core/common.h"
-#include "../src/core/philox.h"
 #ifdef __cplusplus
 }
 #endif

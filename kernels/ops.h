@@ -219,7 +219,7 @@ typedef struct Ops {
 
     // Nearest-neighbour x2 upsampling (nn.Upsample(scale_factor=2, mode="nearest")):
     // x [n, c, h, w] -> y [n, c, 2h, 2w], y[.., i, j] = x[.., i / 2, j / 2]. The backward sums the
-    // four dy of each x as PyTorch does, row by row: ((dy00 + dy01) + dy10) + dy11.
+    // four dy of each x as PyTorch does, row by row from +0: (((0 + dy00) + dy01) + dy10) + dy11.
     void (*upsample2x_forward)(OpsContext *ctx, const float *x, int n, int c, int h, int w, float *y);
     void (*upsample2x_backward)(OpsContext *ctx, const float *dy, int n, int c, int h, int w, float *dx);
 

@@ -20,8 +20,8 @@ void cpu_upsample2x_forward(OpsContext *ctx, const float *x, int n, int c, int h
     }
 }
 
-// dx[i, j] = ((dy[2i, 2j] + dy[2i, 2j+1]) + dy[2i+1, 2j]) + dy[2i+1, 2j+1]: PyTorch's CPU kernel
-// adds the output gradients into each input in output order, starting from 0.
+// dx[i, j] = (((0 + dy[2i, 2j]) + dy[2i, 2j+1]) + dy[2i+1, 2j]) + dy[2i+1, 2j+1]: PyTorch's CPU
+// kernel adds the output gradients into each input in output order, starting from +0.
 void cpu_upsample2x_backward(OpsContext *ctx, const float *dy, int n, int c, int h, int w, float *dx) {
     check_planes("upsample2x_backward", n, c, h, w);
     const size_t planes = (size_t)n * (size_t)c, wo = 2 * (size_t)w;
@@ -31,7 +31,7 @@ void cpu_upsample2x_backward(OpsContext *ctx, const float *dy, int n, int c, int
         for (int i = 0; i < h; i++) {
             const float *top = dyp + 2 * (size_t)i * wo, *bottom = top + wo;
             for (int j = 0; j < w; j++)
-                dxp[(size_t)i * w + j] = ((top[2 * j] + top[2 * j + 1]) + bottom[2 * j]) + bottom[2 * j + 1];
+                dxp[(size_t)i * w + j] = (((0.0f + top[2 * j]) + top[2 * j + 1]) + bottom[2 * j]) + bottom[2 * j + 1];
         }
     }
 }

@@ -13,13 +13,13 @@ __global__ void upsample2x_forward_kernel(const float *x, int h, int w, size_t t
     }
 }
 
-// dx [planes, h, w] = ((dy00 + dy01) + dy10) + dy11 of its 2x2 block.
+// dx [planes, h, w] = (((0 + dy00) + dy01) + dy10) + dy11 of its 2x2 block.
 __global__ void upsample2x_backward_kernel(const float *dy, int h, int w, size_t total, float *dx) {
     const size_t wo = 2 * (size_t)w, plane = (size_t)h * w;
     GRID_STRIDE_LOOP(e, total) {
         const size_t p = e / plane, r = e % plane, i = r / w, j = r % w;
         const float *top = dy + (p * 2 * h + 2 * i) * wo + 2 * j, *bottom = top + wo;
-        dx[e] = __fadd_rn(__fadd_rn(__fadd_rn(top[0], top[1]), bottom[0]), bottom[1]);
+        dx[e] = __fadd_rn(__fadd_rn(__fadd_rn(__fadd_rn(0.0f, top[0]), top[1]), bottom[0]), bottom[1]);
     }
 }
 

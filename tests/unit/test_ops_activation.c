@@ -103,7 +103,8 @@ static void test_upsample(OpsContext *ctx, TestCounts *t) {
         int ok_f = 1, ok_b = 1;
         for (size_t p = 0; p < (size_t)n * c; p++)
             for (int i = 0; i < 2 * h; i++)
-                for (int j = 0; j < 2 * w; j++) ok_f &= y[(p * 2 * h + i) * 2 * w + j] == x[(p * h + i / 2) * w + j / 2];
+                for (int j = 0; j < 2 * w; j++)
+                    ok_f &= y[(p * 2 * h + i) * 2 * w + j] == x[(p * h + i / 2) * w + j / 2];
         for (size_t p = 0; p < (size_t)n * c; p++)
             for (int i = 0; i < h; i++)
                 for (int j = 0; j < w; j++) {
