@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../src/core/philox.h"   // VQ_HOST_DEVICE; the counter layout of the random ops
+
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA = 1 } BackendKind;
 
 // Precision of the convolutions on the CUDA backend (the quantizer is always fp32).
@@ -59,11 +61,6 @@ typedef struct {
 
 // One formula for the host (CPU step_commit) and the device (CUDA step_commit), so both backends
 // form the same scalars. step is the 1-based optimizer step after increment.
-#ifdef __CUDACC__
-#define VQ_HOST_DEVICE __host__ __device__
-#else
-#define VQ_HOST_DEVICE
-#endif
 static inline VQ_HOST_DEVICE AdamScalars adam_scalars(const AdamHyper *hyper, long step) {
     double bias_correction1 = 1.0 - pow(hyper->beta1, (double)step);
     double bias_correction2 = 1.0 - pow(hyper->beta2, (double)step);
@@ -211,6 +208,102 @@ typedef struct Ops {
     void (*graph_end)(OpsContext *ctx);
     void (*graph_launch)(OpsContext *ctx);
     void (*graph_destroy)(OpsContext *ctx);
+
+    // ---- layers of the other networks (GroupNorm/SiLU VQModel, small VQ-VAE, Gaussian VAE) ---
+    // x, y are [n, c, hw] (NCHW with hw = h * w) unless said. No op here needs a workspace except
+    // attention (attention_workspace_bytes).
+
+    // PyTorch nn.GroupNorm(groups, c, eps, affine=True): the c / groups consecutive channels of
+    // group g are normalized together over those channels and hw, per sample:
+    //   y = (x - mean) * rstd * gamma[ch] + beta[ch],  rstd = 1 / sqrt(var + eps)
+    // with var the biased variance; mean and rstd [n * groups] are saved for the backward. The
+    // statistics are summed in double (two passes). c must be a multiple of groups.
+    void (*group_norm_forward)(OpsContext *ctx, const float *x, const float *gamma, const float *beta, int n, int c,
+                               int hw, int groups, float eps, float *y, float *mean, float *rstd);
+    // dx = rstd (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)) (means over the group),
+    // dgamma[ch] = sum over n, hw of dy xhat, dbeta[ch] = sum of dy; xhat = (x - mean) rstd.
+    void (*group_norm_backward)(OpsContext *ctx, const float *x, const float *gamma, const float *mean,
+                                const float *rstd, const float *dy, int n, int c, int hw, int groups, float *dx,
+                                float *dgamma, float *dbeta);
+
+    // SiLU: y = x / (1 + exp(-x)) (y may alias x); dx = dy s (1 + x (1 - s)), s = sigmoid(x)
+    // (dx may alias dy). Sigmoid: y = 1 / (1 + exp(-x)) (y may alias x); its backward takes the
+    // OUTPUT y: dx = dy (1 - y) y, as PyTorch's sigmoid_backward (dx may alias dy).
+    void (*silu_forward)(OpsContext *ctx, const float *x, float *y, size_t n);
+    void (*silu_backward)(OpsContext *ctx, const float *x, const float *dy, float *dx, size_t n);
+    void (*sigmoid_forward)(OpsContext *ctx, const float *x, float *y, size_t n);
+    void (*sigmoid_backward)(OpsContext *ctx, const float *y, const float *dy, float *dx, size_t n);
+
+    // Nearest-neighbour x2 upsampling (nn.Upsample(scale_factor=2, mode="nearest")):
+    // x [n, c, h, w] -> y [n, c, 2h, 2w], y[.., i, j] = x[.., i / 2, j / 2]. The backward sums the
+    // four dy of each x as PyTorch does, row by row from +0: (((0 + dy00) + dy01) + dy10) + dy11.
+    void (*upsample2x_forward)(OpsContext *ctx, const float *x, int n, int c, int h, int w, float *y);
+    void (*upsample2x_backward)(OpsContext *ctx, const float *dy, int n, int c, int h, int w, float *dx);
+
+    // Zero padding (F.pad(x, (left, right, top, bottom))): x [n, c, h, w] ->
+    // y [n, c, h + top + bottom, w + left + right]; amounts >= 0. The backward crops dy back to
+    // dx [n, c, h, w]. (diffusers' Downsample2D with padding 0: right = bottom = 1.)
+    void (*pad2d_forward)(OpsContext *ctx, const float *x, int n, int c, int h, int w, int top, int bottom, int left,
+                          int right, float *y);
+    void (*pad2d_backward)(OpsContext *ctx, const float *dy, int n, int c, int h, int w, int top, int bottom,
+                           int left, int right, float *dx);
+
+    // Single-head attention over the hw positions, on q, k, v [n, c, hw] as 1x1 projections
+    // write them (channel-major):
+    //   s[b, i, j] = scale sum_c q[b, c, i] k[b, c, j];  p[b, i, :] = softmax(s[b, i, :])
+    //   out[b, c, i] = sum_j p[b, i, j] v[b, c, j]
+    // probs [n, hw, hw] is saved for the backward. Batched GEMMs (OpenBLAS sgemm per sample;
+    // cuBLAS strided batched, fp32 in every precision mode) and a max-subtracted softmax whose
+    // sums are in double. out must not alias q, k or v.
+    size_t (*attention_workspace_bytes)(OpsContext *ctx, int n, int c, int hw);
+    void (*attention_forward)(OpsContext *ctx, const float *q, const float *k, const float *v, int n, int c, int hw,
+                              float scale, float *probs, float *out);
+    // dq, dk, dv overwritten (they must not alias each other or the inputs). Uses the workspace
+    // for dp / ds: [hw, hw] floats on the CPU, [n, hw, hw] on CUDA.
+    void (*attention_backward)(OpsContext *ctx, const float *q, const float *k, const float *v, const float *probs,
+                               const float *dout, int n, int c, int hw, float scale, float *dq, float *dk, float *dv);
+
+    // PyTorch nn.Linear: y [n, out] = x [n, in] w^T + b, w [out, in], b [out] or NULL (fp32 GEMMs
+    // in every precision mode).
+    void (*linear_forward)(OpsContext *ctx, const float *x, const float *w, const float *b, int n, int in, int out,
+                           float *y);
+    // dx = dy w (NULL: not wanted), dw = dy^T x, db = sum over n of dy (NULL: no bias; summed in
+    // double, fixed order).
+    void (*linear_backward)(OpsContext *ctx, const float *x, const float *w, const float *dy, int n, int in, int out,
+                            float *dx, float *dw, float *db);
+
+    // Dropout with a counter-based mask: x, y are n samples of per_sample values; sample i of this
+    // slice is global sample first_sample + i. The mask is a pure function of (seed, layer, *step,
+    // global sample, element within the sample) (src/core/philox.h gives the exact layout): the
+    // same at any world size or batch slicing, and on resume. An element is kept when its uniform
+    // u >= p, and becomes x * (float)(1 / (1 - p)); p = 0 copies x, p = 1 gives zeros. y may
+    // alias x. step is DEVICE memory (e.g.
+    // &state->steps, the 0-based index of the step under way), so that the launch is the same
+    // every step and a captured CUDA graph draws a new mask each replay. layer < 2^24;
+    // first_sample + n and *step < 2^32.
+    void (*dropout_forward)(OpsContext *ctx, const float *x, float *y, int n, size_t per_sample, int64_t first_sample,
+                            float p, uint64_t seed, uint32_t layer, const int32_t *step);
+    // dx = dy masked and scaled as the forward, the mask recomputed (no mask buffer); dx may alias dy.
+    void (*dropout_backward)(OpsContext *ctx, const float *dy, float *dx, int n, size_t per_sample,
+                             int64_t first_sample, float p, uint64_t seed, uint32_t layer, const int32_t *step);
+
+    // The VAE's reparameterization over [n, dim]: eps ~ N(0, 1) keyed like dropout on (seed,
+    // layer, *step, global sample first_sample + i, element) (philox.h), saved to eps;
+    // z = mean + eps * exp(0.5 logvar) (the exp in double, rounded to float).
+    void (*reparam_forward)(OpsContext *ctx, const float *mean, const float *logvar, int n, int dim,
+                            int64_t first_sample, uint64_t seed, uint32_t layer, const int32_t *step, float *z,
+                            float *eps);
+    // dmean = dz, dlogvar = ((dz eps) exp(0.5 logvar)) 0.5 (overwritten; autograd's order).
+    // dmean may alias dz (then it is already there).
+    void (*reparam_backward)(OpsContext *ctx, const float *logvar, const float *eps, const float *dz, int n, int dim,
+                             float *dmean, float *dlogvar);
+    // *out = sum over count elements of -0.5 (1 + logvar - mean^2 - exp(logvar)), to one device
+    // float (summed in double, fixed order; the caller scales it, e.g. by 1 / count for the mean).
+    void (*kl_forward)(OpsContext *ctx, const float *mean, const float *logvar, size_t count, float *out);
+    // ACCUMULATES: dmean += scale mean, dlogvar += scale 0.5 (exp(logvar) - 1), the gradients of
+    // scale * kl_forward (so the reparam gradient already there is kept).
+    void (*kl_backward)(OpsContext *ctx, const float *mean, const float *logvar, size_t count, float scale,
+                        float *dmean, float *dlogvar);
 
     // ---- memory accounting ----------------------------------------------------------------
     // Bytes of device memory this process uses now (CUDA: cudaMemGetInfo's used minus what was

@@ -60,5 +60,53 @@ void cpu_step_commit(OpsContext *ctx, StepState *state, const float *grad_sumsq,
 void cpu_gather_images(OpsContext *ctx, const uint8_t *pixels, const int32_t *perm, int64_t offset, int n,
                        size_t image_elems, float *out);
 
+// cpu_norm.c
+void cpu_group_norm_forward(OpsContext *ctx, const float *x, const float *gamma, const float *beta, int n, int c,
+                            int hw, int groups, float eps, float *y, float *mean, float *rstd);
+void cpu_group_norm_backward(OpsContext *ctx, const float *x, const float *gamma, const float *mean,
+                             const float *rstd, const float *dy, int n, int c, int hw, int groups, float *dx,
+                             float *dgamma, float *dbeta);
+
+// cpu_activation.c
+void cpu_silu_forward(OpsContext *ctx, const float *x, float *y, size_t n);
+void cpu_silu_backward(OpsContext *ctx, const float *x, const float *dy, float *dx, size_t n);
+void cpu_sigmoid_forward(OpsContext *ctx, const float *x, float *y, size_t n);
+void cpu_sigmoid_backward(OpsContext *ctx, const float *y, const float *dy, float *dx, size_t n);
+
+// cpu_resample.c
+void cpu_upsample2x_forward(OpsContext *ctx, const float *x, int n, int c, int h, int w, float *y);
+void cpu_upsample2x_backward(OpsContext *ctx, const float *dy, int n, int c, int h, int w, float *dx);
+void cpu_pad2d_forward(OpsContext *ctx, const float *x, int n, int c, int h, int w, int top, int bottom, int left,
+                       int right, float *y);
+void cpu_pad2d_backward(OpsContext *ctx, const float *dy, int n, int c, int h, int w, int top, int bottom,
+                        int left, int right, float *dx);
+
+// cpu_attention.c
+size_t cpu_attention_workspace_bytes(OpsContext *ctx, int n, int c, int hw);
+void cpu_attention_forward(OpsContext *ctx, const float *q, const float *k, const float *v, int n, int c, int hw,
+                           float scale, float *probs, float *out);
+void cpu_attention_backward(OpsContext *ctx, const float *q, const float *k, const float *v, const float *probs,
+                            const float *dout, int n, int c, int hw, float scale, float *dq, float *dk, float *dv);
+
+// cpu_linear.c
+void cpu_linear_forward(OpsContext *ctx, const float *x, const float *w, const float *b, int n, int in, int out,
+                        float *y);
+void cpu_linear_backward(OpsContext *ctx, const float *x, const float *w, const float *dy, int n, int in, int out,
+                         float *dx, float *dw, float *db);
+
+// cpu_random.c (dropout, reparameterization, KL)
+void cpu_dropout_forward(OpsContext *ctx, const float *x, float *y, int n, size_t per_sample, int64_t first_sample,
+                         float p, uint64_t seed, uint32_t layer, const int32_t *step);
+void cpu_dropout_backward(OpsContext *ctx, const float *dy, float *dx, int n, size_t per_sample,
+                          int64_t first_sample, float p, uint64_t seed, uint32_t layer, const int32_t *step);
+void cpu_reparam_forward(OpsContext *ctx, const float *mean, const float *logvar, int n, int dim,
+                         int64_t first_sample, uint64_t seed, uint32_t layer, const int32_t *step, float *z,
+                         float *eps);
+void cpu_reparam_backward(OpsContext *ctx, const float *logvar, const float *eps, const float *dz, int n, int dim,
+                          float *dmean, float *dlogvar);
+void cpu_kl_forward(OpsContext *ctx, const float *mean, const float *logvar, size_t count, float *out);
+void cpu_kl_backward(OpsContext *ctx, const float *mean, const float *logvar, size_t count, float scale,
+                     float *dmean, float *dlogvar);
+
 // cpu_context.c
 size_t cpu_memory_in_use(OpsContext *ctx);

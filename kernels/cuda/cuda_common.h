@@ -60,6 +60,10 @@ static inline unsigned int cuda_grid(size_t n, int block) {
     return (unsigned int)g;
 }
 
+// Every index i < n, over a grid of any size (cuda_grid caps it).
+#define GRID_STRIDE_LOOP(i, n) \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
 // ---- backend state ---------------------------------------------------------------------------
 // One cuDNN plan per distinct ConvShape. The cuDNN convolution is described in its own terms:
 // x (its input), w (filter [K, C, k, k]) and y (its output). For Conv2d, x = layer input and
@@ -185,6 +189,54 @@ void cuda_graph_destroy(OpsContext *ctx);
 // cuda_data.cu
 void cuda_gather_images(OpsContext *ctx, const uint8_t *pixels, const int32_t *perm, int64_t offset, int n,
                         size_t image_elems, float *out);
+
+// cuda_norm.cu
+void cuda_group_norm_forward(OpsContext *ctx, const float *x, const float *gamma, const float *beta, int n, int c,
+                             int hw, int groups, float eps, float *y, float *mean, float *rstd);
+void cuda_group_norm_backward(OpsContext *ctx, const float *x, const float *gamma, const float *mean,
+                              const float *rstd, const float *dy, int n, int c, int hw, int groups, float *dx,
+                              float *dgamma, float *dbeta);
+
+// cuda_activation.cu
+void cuda_silu_forward(OpsContext *ctx, const float *x, float *y, size_t n);
+void cuda_silu_backward(OpsContext *ctx, const float *x, const float *dy, float *dx, size_t n);
+void cuda_sigmoid_forward(OpsContext *ctx, const float *x, float *y, size_t n);
+void cuda_sigmoid_backward(OpsContext *ctx, const float *y, const float *dy, float *dx, size_t n);
+
+// cuda_resample.cu
+void cuda_upsample2x_forward(OpsContext *ctx, const float *x, int n, int c, int h, int w, float *y);
+void cuda_upsample2x_backward(OpsContext *ctx, const float *dy, int n, int c, int h, int w, float *dx);
+void cuda_pad2d_forward(OpsContext *ctx, const float *x, int n, int c, int h, int w, int top, int bottom, int left,
+                        int right, float *y);
+void cuda_pad2d_backward(OpsContext *ctx, const float *dy, int n, int c, int h, int w, int top, int bottom,
+                         int left, int right, float *dx);
+
+// cuda_attention.cu
+size_t cuda_attention_workspace_bytes(OpsContext *ctx, int n, int c, int hw);
+void cuda_attention_forward(OpsContext *ctx, const float *q, const float *k, const float *v, int n, int c, int hw,
+                            float scale, float *probs, float *out);
+void cuda_attention_backward(OpsContext *ctx, const float *q, const float *k, const float *v, const float *probs,
+                             const float *dout, int n, int c, int hw, float scale, float *dq, float *dk, float *dv);
+
+// cuda_linear.cu
+void cuda_linear_forward(OpsContext *ctx, const float *x, const float *w, const float *b, int n, int in, int out,
+                         float *y);
+void cuda_linear_backward(OpsContext *ctx, const float *x, const float *w, const float *dy, int n, int in, int out,
+                          float *dx, float *dw, float *db);
+
+// cuda_random.cu (dropout, reparameterization, KL)
+void cuda_dropout_forward(OpsContext *ctx, const float *x, float *y, int n, size_t per_sample, int64_t first_sample,
+                          float p, uint64_t seed, uint32_t layer, const int32_t *step);
+void cuda_dropout_backward(OpsContext *ctx, const float *dy, float *dx, int n, size_t per_sample,
+                           int64_t first_sample, float p, uint64_t seed, uint32_t layer, const int32_t *step);
+void cuda_reparam_forward(OpsContext *ctx, const float *mean, const float *logvar, int n, int dim,
+                          int64_t first_sample, uint64_t seed, uint32_t layer, const int32_t *step, float *z,
+                          float *eps);
+void cuda_reparam_backward(OpsContext *ctx, const float *logvar, const float *eps, const float *dz, int n, int dim,
+                           float *dmean, float *dlogvar);
+void cuda_kl_forward(OpsContext *ctx, const float *mean, const float *logvar, size_t count, float *out);
+void cuda_kl_backward(OpsContext *ctx, const float *mean, const float *logvar, size_t count, float scale,
+                      float *dmean, float *dlogvar);
 
 // cuda_context.cu
 size_t cuda_memory_in_use(OpsContext *ctx);

@@ -13,9 +13,6 @@
 
 // ---- kernels ---------------------------------------------------------------------------------
 
-#define GRID_STRIDE_LOOP(i, n) \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
 __global__ void relu_forward_kernel(const float *x, float *y, size_t n) {
     GRID_STRIDE_LOOP(i, n) {
         float v = x[i];

@@ -1,32 +1,18 @@
-// rng.c: Philox4x32-10. Constants from Salmon et al., "Parallel random numbers: as easy as
-// 1, 2, 3" (SC 2011).
+// rng.c: streams of Philox4x32-10 (the block function is in philox.h, shared with the GPU).
 #include "rng.h"
 
 #include <math.h>
 
-enum { PHILOX_ROUNDS = 10 };
-static const uint32_t PHILOX_M0 = 0xD2511F53u, PHILOX_M1 = 0xCD9E8D57u;
-static const uint32_t PHILOX_W0 = 0x9E3779B9u, PHILOX_W1 = 0xBB67AE85u;
+#include "philox.h"
 
-static inline void mul_hi_lo(uint32_t a, uint32_t b, uint32_t *hi, uint32_t *lo) {
-    uint64_t product = (uint64_t)a * (uint64_t)b;
-    *hi = (uint32_t)(product >> 32);
-    *lo = (uint32_t)product;
-}
+// The op purposes share the counter's top byte with rng_stream's purposes: keep them apart.
+enum { RNG_OP_DROPOUT = PHILOX_PURPOSE_DROPOUT, RNG_OP_NORMAL = PHILOX_PURPOSE_NORMAL };
+_Static_assert((int)RNG_OP_DROPOUT > (int)RNG_PURPOSE_CODEBOOK && (int)RNG_OP_NORMAL > (int)RNG_PURPOSE_CODEBOOK &&
+                   (int)RNG_OP_DROPOUT != (int)RNG_PURPOSE_TEST && (int)RNG_OP_NORMAL != (int)RNG_PURPOSE_TEST,
+               "philox.h's op purposes must differ from every RngPurpose");
 
 void philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]) {
-    uint32_t c0 = counter[0], c1 = counter[1], c2 = counter[2], c3 = counter[3];
-    uint32_t k0 = key[0], k1 = key[1];
-    for (int round = 0; round < PHILOX_ROUNDS; round++) {
-        uint32_t hi0, lo0, hi1, lo1;
-        mul_hi_lo(PHILOX_M0, c0, &hi0, &lo0);
-        mul_hi_lo(PHILOX_M1, c2, &hi1, &lo1);
-        uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
-        k0 += PHILOX_W0;
-        k1 += PHILOX_W1;
-    }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    philox4x32_10_block(counter, key, out);
 }
 
 Rng rng_stream(uint64_t seed, RngPurpose purpose, uint64_t a, uint32_t b) {
@@ -51,7 +37,7 @@ uint32_t rng_u32(Rng *rng) {
     return rng->block[rng->used++];
 }
 
-float rng_uniform(Rng *rng) { return (float)(rng_u32(rng) >> 8) * (1.0f / 16777216.0f); }
+float rng_uniform(Rng *rng) { return philox_uniform(rng_u32(rng)); }
 
 float rng_uniform_range(Rng *rng, float lo, float hi) { return lo + (hi - lo) * rng_uniform(rng); }
 
