@@ -2,24 +2,12 @@
 // same draws and the same writes as kernels/cpu/cpu_codebook.c. One thread per code.
 #include <string.h>
 
+#include "../../src/core/philox.h"
 #include "cuda_common.h"
 
 // The draw of rng_below(rng_stream(seed, RNG_PURPOSE_RESTART, step, code), bound) (src/core/rng.c):
-// Philox4x32-10 on the counter [block, code, step lo, step hi ^ purpose << 24] with the seed as key.
-static __device__ void philox_block(uint32_t c[4], uint32_t k0, uint32_t k1) {
-    for (int round = 0; round < 10; round++) {
-        unsigned long long p0 = (unsigned long long)0xD2511F53u * c[0], p1 = (unsigned long long)0xCD9E8D57u * c[2];
-        uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0, hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-        uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
-        c[0] = n0;
-        c[1] = lo1;
-        c[2] = n2;
-        c[3] = lo0;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-}
-
+// the shared Philox block (src/core/philox.h) on the counter [block, code, step lo, step hi ^
+// purpose << 24] with the seed as key, then Lemire's rejection as rng_below.
 typedef struct {
     uint32_t counter[4], block[4], key[2];
     int used;
@@ -27,8 +15,7 @@ typedef struct {
 
 static __device__ uint32_t device_rng_u32(DeviceRng *r) {
     if (r->used == 4) {
-        for (int i = 0; i < 4; i++) r->block[i] = r->counter[i];
-        philox_block(r->block, r->key[0], r->key[1]);
+        philox4x32_10_block(r->counter, r->key, r->block);
         r->counter[0]++;
         r->used = 0;
     }
