@@ -59,6 +59,7 @@ StepMetrics evaluate(Session *s, const Dataset *ds, int max_batches) {
     }
     sm.perplexity = perplexity_from_counts(counts, k);
     sm.usage = (double)used / k;
+    sm.dead_codes = k - used;
     sm.images = images;
     free(indices);
     free(host);

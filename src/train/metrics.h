@@ -14,6 +14,8 @@ typedef struct {
     double usage;         // fraction of codes used (log: over the last log.usage_window steps)
     double grad_norm;     // L2 norm of the averaged gradient (training only)
     int64_t images;       // images evaluated (evaluation only)
+    int dead_codes;       // codes unused (log: over the last log.usage_window steps)
+    int64_t restarts;     // dead-code restarts so far (training only)
 } StepMetrics;
 
 double perplexity_from_counts(const float *counts, int k);

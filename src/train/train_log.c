@@ -67,6 +67,8 @@ StepMetrics train_log_collect(TrainLog *log, Session *s, const TrainState *st) {
     int used = 0;
     for (int j = 0; j < k; j++) used += log->host_counts[j] > 0.0f;
     sm.usage = (double)used / k;
+    sm.dead_codes = k - used;
+    sm.restarts = st->state_host.restarts;
     return sm;
 }
 
@@ -90,10 +92,13 @@ void train_log_print(TrainLog *log, const Session *s, const TrainState *st, cons
     char eta[32];
     format_duration(per_step * (double)(total - st->step), eta, sizeof eta);
     if (log->progress_bar) fprintf(stderr, "\r\033[K");
-    printf("step %6lld/%lld | loss %.4f | nmse %.4f | vq %.4f | perplexity %6.1f | usage %.3f | |g| %.3g | "
-           "%.0f img/s | eta %s\n",
+    char restarts[48] = "";
+    if (s->cfg.dead_code_threshold > 0) snprintf(restarts, sizeof restarts, " | restarts %lld", (long long)sm->restarts);
+    const char *phase = st->step <= s->cfg.pretrain_steps ? " | pretraining" : "";
+    printf("step %6lld/%lld | loss %.4f | nmse %.4f | vq %.4f | perplexity %6.1f | usage %.3f | dead %d%s | |g| %.3g | "
+           "%.0f img/s | eta %s%s\n",
            (long long)st->step, (long long)total, sm->loss, sm->nmse, sm->vq_loss, sm->perplexity, sm->usage,
-           sm->grad_norm, rate, eta);
+           sm->dead_codes, restarts, sm->grad_norm, rate, eta, phase);
     fflush(stdout);
     if (log->progress_bar) {
         int width = 30, filled = (int)(width * (double)st->step / (double)total);
@@ -118,11 +123,12 @@ void train_log_json(TrainLog *log, const TrainState *st, const char *kind, const
     fprintf(log->metrics_file,
             "{\"kind\":\"%s\",\"step\":%lld,\"epoch\":%lld,\"samples_seen\":%lld,\"loss\":%s,\"recon_mse\":%s,"
             "\"nmse\":%s,\"vq_loss\":%s,\"perplexity\":%s,\"usage\":%s,\"grad_norm\":%s,"
-            "\"images_per_s\":%s,\"skipped_steps\":%lld,\"time_s\":%.3f}\n",
+            "\"images_per_s\":%s,\"skipped_steps\":%lld,\"dead_codes\":%d,\"restarts\":%lld,\"time_s\":%.3f}\n",
             kind, (long long)st->step, (long long)st->position.epoch, (long long)st->samples_seen,
             json_number(sm->loss, v[0], 40), json_number(sm->recon_mse, v[1], 40), json_number(sm->nmse, v[2], 40),
             json_number(sm->vq_loss, v[3], 40), json_number(sm->perplexity, v[4], 40),
             json_number(sm->usage, v[5], 40), json_number(sm->grad_norm, v[6], 40), json_number(rate, v[7], 40),
-            (long long)st->state_host.skipped, wall_time_seconds() - log->start_time);
+            (long long)st->state_host.skipped, sm->dead_codes, (long long)sm->restarts,
+            wall_time_seconds() - log->start_time);
     fflush(log->metrics_file);
 }
