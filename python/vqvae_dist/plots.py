@@ -191,7 +191,9 @@ def codebook(ckpt_path, out, size=(1500, 500), dpi=100, codes_path=None, split='
         for ax, method in zip(axes[1:], ('PCA', 't-SNE')):
             xy = _project(points, method, seed)
             _scatter_by_label(ax, xy[:len(pick)], None if per_vector is None else per_vector[pick], names)
-            ax.scatter(xy[len(pick):, 0], xy[len(pick):, 1], marker='x', s=25, c='black', lw=1, label='codebook')
+            codes_xy, used = xy[len(pick):], counts > 0
+            ax.scatter(codes_xy[~used, 0], codes_xy[~used, 1], marker='x', s=20, c='0.7', lw=1, label='unused code')
+            ax.scatter(codes_xy[used, 0], codes_xy[used, 1], marker='x', s=25, c='black', lw=1, label='used code')
             ax.set_title(f'{method}: {len(pick)} encoder outputs and the {k} codes', fontsize=10)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -211,7 +213,7 @@ def _reconstruct(model, x):
         return model(t)[1].numpy()
 
 
-def recon(ckpt_path, out, size=(1200, 1300), dpi=100, split='test', count=100):
+def recon(ckpt_path, out, size=(1400, 1100), dpi=100, split='test', count=100):
     """`count` original | reconstruction pairs, ten to a row, titled with the class."""
     ckpt = Checkpoint(ckpt_path)
     x, labels = _split_images(ckpt, split, count)

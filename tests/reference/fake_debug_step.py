@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A stand-in for `vqvae_dist debug-step`, written with the reference model: the file protocol of
+"""A stand-in for `vqvae_dist debug-step`, written with python/vqvae_dist's resnet: the file protocol of
 tests/torch/test_parity.py in executable form, and a way to test that test without the C program.
 
     VQVAE_BIN=tests/reference/fake_debug_step.py /usr/bin/python3 tests/torch/test_parity.py

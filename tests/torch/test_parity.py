@@ -1,4 +1,4 @@
-"""Parity of one training step between vqvae_dist (C) and the PyTorch reference model.
+"""Parity of one training step between vqvae_dist (C) and its PyTorch module (python/vqvae_dist).
 
 For each case, `$VQVAE_BIN debug-step --config configs/smoke.yaml --out DIR [key=value ...]` writes
 DIR/before.h5 (the step-0 checkpoint), DIR/batch.h5 (the batch), DIR/step.h5 (loss terms, codes and
