@@ -2,6 +2,7 @@
 order, a functional restatement of the forward, the grouped codes, the losses), and load() of a
 checkpoint of each architecture reproducing the module's forward bit for bit; export(); the errors
 for bad files and configs. (The resnet against the C program: test_python_c_checkpoint.py.)"""
+import gzip
 import os
 import re
 import tempfile
@@ -337,6 +338,36 @@ def test_errors():
                  vcfg.ConfigError, 'norm_num_groups')
 
 
+def test_dataset_readers():
+    """IDX plain and .gz (Debian's Fashion-MNIST), CIFAR-10 binary records, the float conversion."""
+    from vqvae_dist import data as vdata
+    folder = '/usr/share/datasets/fashion-mnist'
+    images, labels = vdata.load_idx_split(folder, 'test')
+    check('IDX .gz: 10000 test images 1x28x28 and labels 0..9', images.shape == (10000, 1, 28, 28) and
+          labels.shape == (10000,) and set(labels.tolist()) == set(range(10)), f'{images.shape} {labels.shape}')
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'):
+            with gzip.open(os.path.join(folder, name + '.gz'), 'rb') as src, open(os.path.join(tmp, name), 'wb') as dst:
+                dst.write(src.read())
+        plain, plain_labels = vdata.load_idx_split(tmp, 'test')
+        check('IDX plain = IDX .gz', np.array_equal(plain, images) and np.array_equal(plain_labels, labels))
+        with open(os.path.join(tmp, 't10k-images-idx3-ubyte'), 'r+b') as f:
+            f.truncate(1000)
+        expect_error('a truncated IDX file is refused', lambda: vdata.load_idx_split(tmp, 'test'), vdata.DatasetError,
+                     't10k-images-idx3-ubyte', 'truncated')
+        rng = np.random.default_rng(0)
+        records = rng.integers(0, 256, size=(3, 3073), dtype=np.uint8)
+        records[:, 0] = [3, 0, 9]
+        records.tofile(os.path.join(tmp, 'test_batch.bin'))
+        cimages, clabels = vdata.read_cifar10([os.path.join(tmp, 'test_batch.bin')])
+        check('CIFAR-10: label byte, then the R, G, B planes of 32x32', clabels.tolist() == [3, 0, 9] and
+              cimages.shape == (3, 3, 32, 32) and cimages[1, 2, 31, 31] == records[1, 3072] and
+              cimages[2, 1, 0, 0] == records[2, 1 + 1024])
+    x = vdata.to_float(np.arange(256, dtype=np.uint8), 'centered')
+    want = np.array([np.float32(v) / np.float32(255.0) - np.float32(0.5) for v in range(256)], np.float32)
+    check('pixels: x / 255 - 0.5 in float32, as src/io/dataset.c', np.array_equal(x, want) and x.dtype == np.float32)
+
+
 def test_doc_snippet():
     """docs/CHECKPOINT.md's three lines, run on a checkpoint (path and python/ made absolute)."""
     with open(os.path.join(SOURCE_DIR, 'docs', 'CHECKPOINT.md'), encoding='utf-8') as f:
@@ -358,4 +389,5 @@ def test_doc_snippet():
 if __name__ == '__main__':
     torch.set_num_threads(1)
     raise SystemExit(run_tests([test_keys, test_small_forward, test_vae_forward, test_recon_modes,
-                                test_checkpoint_roundtrip, test_errors, test_doc_snippet]))
+                                test_checkpoint_roundtrip, test_errors, test_dataset_readers,
+                                test_doc_snippet]))
