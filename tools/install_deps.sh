@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install what vqvae_dist needs from Debian 12 packages, only what is missing.
-# Usage: tools/install_deps.sh [--with-torch]   (--with-torch: the PyTorch oracle for the tests)
+# Usage: tools/install_deps.sh [--with-torch]   (--with-torch: the PyTorch oracle for the tests, the
+# Python package python/vqvae_dist and the plotting tool tools/plot.py)
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
           libopenblas-dev libyaml-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
 if [ "${1:-}" = "--with-torch" ]; then
-    packages+=(python3 python3-torch python3-h5py python3-numpy)
+    packages+=(python3 python3-torch python3-h5py python3-numpy python3-yaml python3-matplotlib python3-sklearn
+               python3-pil)
 fi
 missing=()
 for p in "${packages[@]}"; do

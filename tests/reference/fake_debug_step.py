@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A stand-in for `vqvae_dist debug-step`, written with the reference model: the file protocol of
+"""A stand-in for `vqvae_dist debug-step`, written with python/vqvae_dist's resnet: the file protocol of
 tests/torch/test_parity.py in executable form, and a way to test that test without the C program.
 
     VQVAE_BIN=tests/reference/fake_debug_step.py /usr/bin/python3 tests/torch/test_parity.py
@@ -21,9 +21,13 @@ import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vqvae_reference as ref  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'python'))
+from vqvae_dist import config as vcfg  # noqa: E402
+from vqvae_dist import resnet  # noqa: E402
+from vqvae_dist.models import build_model  # noqa: E402
+from vqvae_dist.quantizer import nearest_codes  # noqa: E402
 
 DEFAULTS = {
     'model.arch': 'resnet', 'model.num_hiddens': 128, 'model.num_residual_hiddens': 32,
@@ -38,16 +42,20 @@ DEFAULTS = {
 BREAK = os.environ.get('FAKE_BREAK', '')
 
 
-def write_checkpoint(path, state, exp_avg, exp_avg_sq, step, cfg):
-    sections = {}
+def nested(cfg):
+    out = {}
     for key, value in cfg.items():
         section, name = key.split('.', 1)
-        sections.setdefault(section, []).append(f'  {name}: {value}')
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def write_checkpoint(path, state, exp_avg, exp_avg_sq, step, cfg):
     with h5py.File(path, 'w') as h5:
         h5.attrs['format'] = 'vqvae_dist'
         h5.attrs['version'] = 1
         h5.attrs['step'] = step
-        h5.attrs['config'] = ''.join(f'{s}:\n' + '\n'.join(lines) + '\n' for s, lines in sections.items())
+        h5.attrs['config'] = yaml.safe_dump(nested(cfg), sort_keys=False)
         for key, value in state.items():
             h5.create_dataset(f'model/{key}', data=value.numpy().astype(np.float32), chunks=True, fletcher32=True)
         for key in exp_avg:
@@ -71,25 +79,25 @@ def main(argv):
             overrides.append(a)
     cfg = dict(DEFAULTS)
     with open(args['--config']) as f:
-        cfg.update(ref.parse_config_yaml(f.read()))
+        cfg.update(vcfg.flatten(vcfg.parse(f.read(), args['--config'])))
     for o in overrides:
         key, value = o.split('=', 1)
         if key not in DEFAULTS:
             print(f"fake_debug_step: unknown config key '{key}'", file=sys.stderr)
             return 2
-        cfg[key] = ref._scalar(value)
+        cfg[key] = yaml.safe_load(value)
     out = args['--out']
     torch.manual_seed(int(cfg['train.seed']))
     if BREAK == 'skip':
-        ref.Residual.forward = lambda self, x: F.relu(x) + self._block(x)
+        resnet.Residual.forward = lambda self, x: F.relu(x) + self._block(x)
 
     C, S, B, K = cfg['data.channels'], cfg['data.image_size'], cfg['train.batch_size'], cfg['quantizer.num_embeddings']
-    model = ref.model_from_config(cfg, C)
+    model = build_model(nested(cfg), (C, S, S))
     images = torch.rand(B, C, S, S) - 0.5
     variance = float(images.double().var())
     if cfg['quantizer.type'] == 'ema' and cfg['quantizer.init'] != 'normal':  # from the batch, sizes 1
         with torch.no_grad():
-            z = model._pre_vq_conv(model._encoder(images)).permute(0, 2, 3, 1).reshape(-1, cfg['model.embedding_dim'])
+            z = model.encode(images).permute(0, 2, 3, 1).reshape(-1, cfg['model.embedding_dim'])
             model._vq_vae._embedding.weight.copy_(z[torch.randint(z.shape[0], (K,))])
             model._vq_vae._ema_w.copy_(model._vq_vae._embedding.weight)
             model._vq_vae._ema_cluster_size.fill_(1.0)
@@ -104,11 +112,11 @@ def main(argv):
     codes, sizes0 = None, model._vq_vae.state_dict().get('_ema_cluster_size', torch.zeros(1)).clone()
     if BREAK == 'code':
         with torch.no_grad():
-            z = model._pre_vq_conv(model._encoder(images.double()))
+            z = model.encode(images.double())
             z = z.permute(0, 2, 3, 1).reshape(-1, cfg['model.embedding_dim'])
-            codes = ref._nearest_codes(z, model._vq_vae._embedding.weight)
+            codes = nearest_codes(z, model._vq_vae._embedding.weight)
             codes[0] = torch.cdist(z[:1], model._vq_vae._embedding.weight).argmax()
-    result = ref.training_loss(model, images.double(), variance, codes)
+    result = model.loss(images.double(), 'nmse', variance, codes)
     if BREAK == 'ema' and cfg['quantizer.type'] == 'ema':  # undo the smoothing: N = the decayed counts
         vq = model._vq_vae
         with torch.no_grad():

@@ -1,19 +1,19 @@
-"""Parity of one training step between vqvae_dist (C) and the PyTorch reference model.
+"""Parity of one training step between vqvae_dist (C) and its PyTorch module (python/vqvae_dist).
 
 For each case, `$VQVAE_BIN debug-step --config configs/smoke.yaml --out DIR [key=value ...]` writes
 DIR/before.h5 (the step-0 checkpoint), DIR/batch.h5 (the batch), DIR/step.h5 (loss terms, codes and
 gradients of the forward on that batch) and DIR/after.h5 (the checkpoint after one step). This test
-loads before.h5 into the reference model (strict), runs the same forward/backward and one
-torch.optim.Adam step, and compares everything with max|a - b| / max|b| per tensor.
-Exit 77 (SKIP) when the binary is missing or does not know debug-step yet. To see it run (and fail)
-without the C program: VQVAE_BIN=tests/reference/fake_debug_step.py [FAKE_BREAK=...] python3 <this>.
+loads before.h5 into the PyTorch module (python/vqvae_dist, strict), runs the same forward/backward
+and one torch.optim.Adam step, and compares everything with max|a - b| / max|b| per tensor.
+A missing binary, or one that does not run debug-step (an unknown command), FAILS: under ctest
+VQVAE_BIN is the program just built. To see it run (and fail) without the C program:
+VQVAE_BIN=tests/reference/fake_debug_step.py [FAKE_BREAK=...] python3 <this>.
 
 The C program runs on the CPU (train.device=cpu), so the result does not depend on whether a GPU is
 visible; VQ_PARITY_DEVICE=cuda runs it on the GPU instead, in fp32 and deterministic mode.
 """
 import math
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -21,10 +21,12 @@ import tempfile
 import h5py
 import numpy as np
 import torch
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'reference'))
-import vqvae_reference as ref  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, '..', '..', 'python'))
+import vqvae_dist  # noqa: E402
+from vqvae_dist.config import flatten  # noqa: E402
 
 TOL = 1e-4          # relative error per tensor (max|a-b| / max|b|)
 # Adam's first step moves each parameter by lr g / (|g| + eps) (g including wd p): where |g| is near
@@ -48,10 +50,6 @@ CASES = [('ema', 'ema', []), ('vq', 'vq', []), ('ema-2', 'ema', SECOND), ('vq-2'
 
 RESULTS = {'passed': 0, 'failed': 0}
 WORST = []  # (case, category, key, rel err) for the summary
-
-
-class Skip(Exception):
-    pass
 
 
 def check(name, ok, detail=''):
@@ -82,6 +80,10 @@ def _same(a, b):
     return a == b
 
 
+def read_state_dict(h5):
+    return {key: torch.from_numpy(np.asarray(h5['model'][key], np.float32)) for key in h5['model']}
+
+
 def run_debug_step(binary, config, out_dir, overrides):
     cmd = [binary, 'debug-step', '--config', config, '--out', out_dir] + overrides
     print('$ ' + ' '.join(cmd), flush=True)
@@ -89,9 +91,7 @@ def run_debug_step(binary, config, out_dir, overrides):
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     except subprocess.TimeoutExpired:
         return False, 'timed out after 600 s'
-    if proc.returncode != 0 and re.search(r'unknown\s+(sub)?command|not built yet', proc.stdout, re.I):
-        raise Skip(f'{binary} does not implement debug-step yet: {proc.stdout.strip()[-300:]}')
-    return proc.returncode == 0, proc.stdout
+    return proc.returncode == 0, f'exit code {proc.returncode}, output:\n' + proc.stdout
 
 
 def code_gaps(z, codebook, torch_codes, c_codes):
@@ -135,7 +135,7 @@ def run_case(binary, source_dir, case, quantizer, extra):
     print(f'\n=== {case}: ' + ' '.join(overrides), flush=True)
     with tempfile.TemporaryDirectory(prefix='vq_parity_') as out_dir:
         ok, output = run_debug_step(binary, os.path.join(source_dir, 'configs', 'smoke.yaml'), out_dir, overrides)
-        if not check(f'{case}: debug-step ran', ok, '' if ok else 'output:\n' + output[-3000:]):
+        if not check(f'{case}: debug-step ran', ok, '' if ok else output[-3000:]):
             return
         try:
             with h5py.File(os.path.join(out_dir, 'before.h5'), 'r') as before, \
@@ -154,8 +154,9 @@ def compare_step(case, out_dir, overrides, before, after):
         c_codes = torch.from_numpy(np.asarray(f['codes'], np.int64))
         c_grads = {k: torch.from_numpy(np.asarray(f['grad'][k], np.float32)) for k in f['grad']}
 
-    model, cfg = ref.load_from_checkpoint(os.path.join(out_dir, 'before.h5'))
-    wrong = [o for o in overrides if not _same(cfg.get(o.split('=')[0]), ref._scalar(o.split('=', 1)[1]))]
+    model, cfg = vqvae_dist.load(os.path.join(out_dir, 'before.h5'))
+    cfg = flatten(cfg)
+    wrong = [o for o in overrides if not _same(cfg.get(o.split('=')[0]), yaml.safe_load(o.split('=', 1)[1]))]
     check(f'{case}: the stored config has the overrides', not wrong, f'not applied: {wrong}' if wrong else '')
     check(f'{case}: batch shape [train.batch_size, C, H, W], values in [-0.5, 0.5]',
           images.shape[0] == cfg['train.batch_size'] and images.shape[1] == model._encoder._conv_1.in_channels
@@ -163,10 +164,10 @@ def compare_step(case, out_dir, overrides, before, after):
 
     # the forward, with our own argmin; at a code mismatch, redo it with the C program's codes so
     # that the rest compares like with like
-    codebook0 = model._vq_vae._embedding.weight.detach().clone()
+    codebook0 = model.quantizer.weight.detach().clone()
     state0 = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    out = ref.training_loss(model, images, variance)
+    out = model.loss(images, 'nmse', variance)
     torch_codes = out['codes']
     if torch_codes.shape != c_codes.shape:
         check(f'{case}: codes', False, f'shape {tuple(torch_codes.shape)} vs {tuple(c_codes.shape)}')
@@ -174,7 +175,7 @@ def compare_step(case, out_dir, overrides, before, after):
     mismatches = int((torch_codes != c_codes).sum())
     if mismatches:
         with torch.no_grad():
-            z = model._pre_vq_conv(model._encoder(images))
+            z = model.encode(images)
         gap, rel_gap = code_gaps(z, codebook0, torch_codes, c_codes)
         ties = bool((rel_gap <= TIE_WINDOW).all())
         check(f'{case}: codes identical (up to near-ties)', ties,
@@ -182,7 +183,7 @@ def compare_step(case, out_dir, overrides, before, after):
               f'{rel_gap.abs().max():.2e} of |z|^2+|e|^2 (near-tie window {TIE_WINDOW:g}); '
               're-running the forward with the C codes')
         model.load_state_dict(state0, strict=True)
-        out = ref.training_loss(model, images, variance, codes=c_codes)
+        out = model.loss(images, 'nmse', variance, codes=c_codes)
     else:
         check(f'{case}: codes identical (up to near-ties)', True, f'0 of {c_codes.numel()} differ, '
               f'{len(set(c_codes.tolist()))} of {codebook0.shape[0]} codes used')
@@ -200,7 +201,7 @@ def compare_step(case, out_dir, overrides, before, after):
     if set(c_grads) != set(trainable):
         return
 
-    after_model = ref.read_state_dict(after)
+    after_model = read_state_dict(after)
     check(f'{case}: after.h5 /model has every state_dict key', set(after_model) == set(state0),
           f'differ: {sorted(set(after_model) ^ set(state0))}')
     check(f'{case}: after.h5 /optim step = before + 1',
@@ -259,14 +260,11 @@ def main():
     binary = os.environ.get('VQVAE_BIN', '')
     source_dir = os.environ.get('VQ_SOURCE_DIR', os.path.join(HERE, '..', '..'))
     if not binary or not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        print(f'SKIP: VQVAE_BIN={binary!r} is not an executable file (set it to the vqvae_dist binary)')
-        return 77
-    try:
-        for case, quantizer, extra in CASES:
-            run_case(binary, source_dir, case, quantizer, extra)
-    except Skip as e:
-        print(f'SKIP: {e}')
-        return 77
+        print(f'FAIL: VQVAE_BIN={binary!r} is not an executable file: build vqvae_dist (ctest sets VQVAE_BIN to '
+              'it), or set VQVAE_BIN=tests/reference/fake_debug_step.py to test this test')
+        return 1
+    for case, quantizer, extra in CASES:
+        run_case(binary, source_dir, case, quantizer, extra)
     summary()
     print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
     return 1 if RESULTS['failed'] else 0

@@ -1,4 +1,4 @@
-"""Self-checks of the PyTorch reference model (tests/reference/vqvae_reference.py), the oracle of the
+"""Self-checks of the resnet PyTorch module (python/vqvae_dist/resnet.py), the oracle of the
 parity test: keys and shapes, the forward against a functional restatement of DESIGN.md section 2,
 the EMA update against numpy, the codebook and straight-through gradients against their closed
 forms, and the HDF5 checkpoint round trip."""
@@ -11,8 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'reference'))
-import vqvae_reference as ref  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'python'))
+import vqvae_dist  # noqa: E402
+from vqvae_dist import config as vcfg  # noqa: E402
+from vqvae_dist.quantizer import NAMES, VectorQuantizer  # noqa: E402
+from vqvae_dist.resnet import Residual, ResNetVQVAE  # noqa: E402
 
 RESULTS = {'passed': 0, 'failed': 0}
 
@@ -50,9 +53,9 @@ def expected_shapes(C, h, rh, n, K, D, quantizer):
 
 
 def small_model(quantizer, C=3, n=2):
-    return ref.Model(in_channels=C, num_hiddens=16, num_residual_hiddens=8, num_residual_layers=n,
-                     num_embeddings=12, embedding_dim=4, commitment_cost=0.25, quantizer=quantizer,
-                     decay=0.9, epsilon=1e-5)
+    return ResNetVQVAE(in_channels=C, num_hiddens=16, num_residual_hiddens=8, num_residual_layers=n,
+                       num_embeddings=12, embedding_dim=4, commitment_cost=0.25, quantizer=quantizer,
+                       decay=0.9, epsilon=1e-5)
 
 
 def test_keys_and_shapes():
@@ -111,7 +114,7 @@ def test_forward_backward():
         check(f'{quantizer}: forward = functional restatement of DESIGN.md section 2', err < 1e-6,
               f'rel err {err:.2e}')
         check(f'{quantizer}: output shape = input shape', recon.shape == x.shape, str(tuple(recon.shape)))
-        out = ref.training_loss(model.train(), x, data_variance=0.08)
+        out = model.train().loss(x, 'nmse', data_variance=0.08)
         out['loss'].backward()
         missing = [k for k, p in model.named_parameters() if p.requires_grad and p.grad is None]
         finite = torch.isfinite(out['loss']).item() and all(
@@ -124,7 +127,7 @@ def test_forward_backward():
 
 def test_residual_skip_uses_x():
     torch.manual_seed(2)
-    layer = ref.Residual(6, 6, 3)
+    layer = Residual(6, 6, 3)
     x = torch.randn(2, 6, 5, 5)
     b = layer._block
     want = x + b[3](F.relu(b[1](F.relu(x))))
@@ -143,7 +146,7 @@ def test_ema_update_numpy():
     E[:3] = z.transpose(0, 2, 3, 1).reshape(-1, D)[[0, 3, 6]] + 0.1 * rng.normal(size=(3, D))
     N0 = np.array([1.0, 2.0, 0.5, 0.0], np.float32)
     W0 = (E * np.maximum(N0, 1)[:, None]).astype(np.float32)
-    q = ref.VectorQuantizerEMA(K, D, beta, decay, eps)
+    q = VectorQuantizer(K, D, beta, True, decay, eps, NAMES['resnet'])
     with torch.no_grad():
         q._embedding.weight.copy_(torch.from_numpy(E))
         q._ema_cluster_size.copy_(torch.from_numpy(N0))
@@ -232,6 +235,7 @@ quantizer:
   init: auto
 data:
   dataset: synthetic
+  channels: {C}
   path: "/usr/share/datasets/fashion-mnist"
 train:
   lr: 0.001
@@ -239,22 +243,17 @@ train:
 """
 
 
-def test_config_parsers():
-    text = CONFIG_TEXT.format(n=2, quantizer='ema')
-    tiny = ref.parse_config_yaml_tiny(text)
+def test_config_parser():
+    """The sectioned YAML the C program stores reads back with its types (PyYAML)."""
+    cfg = vcfg.parse(CONFIG_TEXT.format(n=2, quantizer='ema', C=3))
     want = {'model.num_residual_layers': 2, 'quantizer.type': 'ema', 'quantizer.epsilon': 1e-5,
             'quantizer.commitment_cost': 0.25, 'data.path': '/usr/share/datasets/fashion-mnist',
             'train.deterministic': False}
-    bad = {k: tiny.get(k) for k in want if tiny.get(k) != want[k]}
-    check('tiny YAML parser reads the config keys', not bad, f'wrong: {bad}' if bad else f'{len(tiny)} keys')
-    try:
-        import yaml  # noqa: F401
-    except ImportError:
-        print('note: PyYAML not importable; load_from_checkpoint uses the tiny parser')
-        return
-    full = ref.parse_config_yaml(text)
-    check('tiny YAML parser = PyYAML on the sample config', tiny == full,
-          '' if tiny == full else f'{set(tiny.items()) ^ set(full.items())}')
+    flat = vcfg.flatten(cfg)
+    bad = {k: flat.get(k) for k in want if flat.get(k) != want[k]}
+    check('config.parse reads the config keys with their types', not bad, f'wrong: {bad}' if bad else f'{len(flat)} keys')
+    check('config.get falls back to the default of a key the file lacks',
+          vcfg.get(cfg, 'model.type') == 'vqvae' and vcfg.data_range(cfg) == 'centered' and vcfg.recon_mode(cfg) == 'nmse')
 
 
 def test_checkpoint_roundtrip():
@@ -266,8 +265,8 @@ def test_checkpoint_roundtrip():
                 for p in model.state_dict().values():
                     p.copy_(torch.randn_like(p) * 0.1 + (1.0 if p.dim() == 1 else 0.0))
             path = os.path.join(tmp, f'{quantizer}.h5')
-            write_checkpoint(path, model, CONFIG_TEXT.format(n=n, quantizer=quantizer))
-            loaded, cfg = ref.load_from_checkpoint(path)
+            write_checkpoint(path, model, CONFIG_TEXT.format(n=n, quantizer=quantizer, C=C))
+            loaded, cfg = vqvae_dist.load(path)
             a, b = model.state_dict(), loaded.state_dict()
             same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
             check(f'{quantizer} C={C} n={n}: HDF5 checkpoint round trip restores every tensor bit-exact', same)
@@ -275,14 +274,14 @@ def test_checkpoint_roundtrip():
             with torch.no_grad():
                 want, got = model.eval()(x)[1], loaded.eval()(x)[1]
             check(f'{quantizer}: the loaded model gives the same reconstruction', torch.equal(want, got))
-            check(f'{quantizer}: config read back', cfg['quantizer.type'] == quantizer and
-                  isinstance(loaded._vq_vae, ref.VectorQuantizerEMA) == (quantizer == 'ema'))
+            check(f'{quantizer}: config read back', cfg['quantizer']['type'] == quantizer and
+                  loaded._vq_vae.ema == (quantizer == 'ema'))
         with h5py.File(path, 'a') as h5:  # a missing tensor must be refused (strict=True)
             del h5['model/_pre_vq_conv.bias']
         try:
-            ref.load_from_checkpoint(path)
+            vqvae_dist.load(path)
             refused = False
-        except RuntimeError as e:
+        except vqvae_dist.CheckpointError as e:
             refused = '_pre_vq_conv.bias' in str(e)
         check('a checkpoint missing a tensor is refused (strict load)', refused)
 
@@ -290,7 +289,7 @@ def test_checkpoint_roundtrip():
 def main():
     torch.set_num_threads(1)
     for test in (test_keys_and_shapes, test_forward_backward, test_residual_skip_uses_x, test_ema_update_numpy,
-                 test_vq_gradients, test_config_parsers, test_checkpoint_roundtrip):
+                 test_vq_gradients, test_config_parser, test_checkpoint_roundtrip):
         try:
             test()
         except Exception as e:  # a crash is a failed check, and the other tests still run
