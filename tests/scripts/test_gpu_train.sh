@@ -18,7 +18,7 @@
 #   SKIP into a failure (tools/gpu_check.sh sets it: on a GPU machine a skip means something is wrong).
 # VQ_GPU_TEST_DEVICE=cpu runs the same flow with train.device=cpu in place of cuda, to check this
 #   script on a machine without a GPU: every comparison is then CPU against CPU and must pass.
-# VQ_GPU_TEST_REPORT=FILE appends the measured worst errors to FILE (tools/gpu_session.sh).
+# VQ_GPU_TEST_REPORT=FILE appends the measured worst errors to FILE (tools/gpu_check.sh).
 #
 # Tolerances. err = max|gpu - cpu| / max|cpu| over one tensor (per-tensor relative error).
 # Measured on the CPU backend against the PyTorch reference run in float64 on the same weights,
@@ -250,64 +250,7 @@ step_case vq "$SMOKE" quantizer.type=vq
 # the CIFAR model's shapes (128 channels, 32x32 images; the EMA codebook starts from 512 latents)
 step_case cifar-ema "$CIFAR" data.dataset=synthetic data.synthetic_count=64 train.batch_size=8
 
-# ---- (b) 200 steps, CPU vs GPU -----------------------------------------------------------------
-cat >"$WORK/compare_curves.py" <<'EOF'
-"""compare_curves.py CPU_METRICS GPU_METRICS: the criteria of (b) in test_gpu_train.sh."""
-import json
-import sys
-
-EARLY, EARLY_TOL, EARLY_VQ_TOL, LATE_TOL, EVAL_TOL, LEARN = 10, 2e-3, 2e-2, 0.15, 0.25, 0.8
-
-
-def load(path):
-    rows = [json.loads(line) for line in open(path)]
-    return {r['step']: r for r in rows if r['kind'] == 'train'}, [r for r in rows if r['kind'] == 'eval']
-
-
-(c, ce), (g, ge) = load(sys.argv[1]), load(sys.argv[2])
-failed = 0
-
-
-def check(name, ok, detail):
-    global failed
-    failed += not ok
-    print(f"{'ok' if ok else 'FAIL'}: {name} ({detail})")
-
-
-def rel(a, b):
-    return abs(a - b) / max(abs(b), 1e-30)
-
-
-def mean(run, key, lo, hi):
-    return sum(run[s][key] for s in range(lo, hi + 1)) / (hi - lo + 1)
-
-
-missing = [s for s in range(1, 201) if s not in c or s not in g]
-check('every step 1..200 logged by both', not missing, f'missing {missing[:5]}')
-if missing:
-    sys.exit(1)
-for key, tol in (('loss', EARLY_TOL), ('nmse', EARLY_TOL), ('vq_loss', EARLY_VQ_TOL)):
-    errs = [rel(g[s][key], c[s][key]) for s in range(1, EARLY + 1)]
-    check(f'{key}, steps 1..{EARLY}, per step', max(errs) <= tol,
-          f'worst rel diff {max(errs):.2e} at step {errs.index(max(errs)) + 1}, tolerance {tol:g}')
-late_c, late_g = mean(c, 'nmse', 101, 200), mean(g, 'nmse', 101, 200)
-check('mean nmse over steps 101..200', rel(late_g, late_c) <= LATE_TOL,
-      f'cpu {late_c:.4f}, gpu {late_g:.4f}, rel diff {rel(late_g, late_c):.3f}, tolerance {LATE_TOL}')
-if ce and ge:
-    check('test nmse at the end', rel(ge[-1]['nmse'], ce[-1]['nmse']) <= EVAL_TOL,
-          f"cpu {ce[-1]['nmse']:.4f}, gpu {ge[-1]['nmse']:.4f}, tolerance {EVAL_TOL}")
-else:
-    check('test nmse at the end', False, 'no eval line in metrics.jsonl')
-for name, run in (('cpu', c), ('gpu', g)):
-    first, last = run[1]['nmse'], mean(run, 'nmse', 151, 200)
-    check(f'{name} learns: mean nmse over steps 151..200 < {LEARN} x step 1', last < LEARN * first,
-          f'{first:.4f} -> {last:.4f}')
-early = max(rel(g[s]['loss'], c[s]['loss']) for s in range(1, EARLY + 1))
-print(f'summary: early loss rel diff {early:.2e}; late mean nmse cpu {late_c:.4f} gpu {late_g:.4f}; '
-      f"test nmse cpu {ce[-1]['nmse'] if ce else float('nan'):.4f} gpu {ge[-1]['nmse'] if ge else float('nan'):.4f}")
-sys.exit(1 if failed else 0)
-EOF
-
+# ---- (b) 200 steps, CPU vs GPU (the criteria: tests/scripts/lib/compare_curves.py) -----------
 for q in ema vq; do
     seed=${SEED[$q]:-1234}
     common=(--config "$SMOKE" "quantizer.type=$q" "train.seed=$seed" train.steps=200 log.every=1 checkpoint.every=0)
@@ -315,7 +258,8 @@ for q in ema vq; do
     check "(b) $q: 200 steps on the CPU" [ $? -eq 0 ] || { tail -n 20 "$WORK/b-$q-cpu.log"; continue; }
     timeout 600 "$VQVAE_BIN" train "${common[@]}" "${GPU[@]}" checkpoint.dir="$WORK/b-$q-gpu" >"$WORK/b-$q-gpu.log" 2>&1
     check "(b) $q: 200 steps with ${GPU[*]}" [ $? -eq 0 ] || { tail -n 20 "$WORK/b-$q-gpu.log"; continue; }
-    "$PY" "$WORK/compare_curves.py" "$WORK/b-$q-cpu/metrics.jsonl" "$WORK/b-$q-gpu/metrics.jsonl" >"$WORK/b-$q.txt" 2>&1
+    "$PY" "$VQ_SOURCE_DIR/tests/scripts/lib/compare_curves.py" "$WORK/b-$q-cpu/metrics.jsonl" \
+        "$WORK/b-$q-gpu/metrics.jsonl" --steps=200 --require-eval >"$WORK/b-$q.txt" 2>&1
     rc=$?
     cat "$WORK/b-$q.txt"
     report "(b) $q (train.seed=$seed): $(grep "^summary" "$WORK/b-$q.txt")"
