@@ -2,8 +2,10 @@
 # gpu_bundle.sh: download (here, on Debian 12 with apt) the Debian packages that vqvae_dist needs to
 # BUILD and RUN on a lent GPU machine that has CUDA, cuDNN, NCCL, CMake and PyTorch but no Open
 # MPI, HDF5, libyaml, OpenBLAS and no package registry. They go to .gpu_bundle/debs/ (ignored by
-# git; name .gpu_bundle in the device tool's `carry`); tools/gpu_session.sh unpacks them there with
-# `dpkg -x` into a private prefix. docs/GPU_RUNBOOK.md has the whole procedure.
+# git; name .gpu_bundle in the device tool's `carry`); tools/gpu_check.sh unpacks them there with
+# `dpkg -x` into a private prefix (tools/gpu_env.sh). Also .gpu_bundle/include/: this machine's
+# cuDNN and NCCL headers, used there only for a library found without its headers (some wheels).
+# docs/GPU_RUNBOOK.md has the whole procedure.
 #
 #   tools/gpu_bundle.sh            download, list the packages with their sizes, check the total
 #   tools/gpu_bundle.sh --check    also unpack into a temporary prefix here and check that the
@@ -12,9 +14,9 @@
 #                                  glibc, libstdc++ and libgcc_s, which every machine has)
 #   tools/gpu_bundle.sh --isolated (root, needs unshare) also: hide this machine's own copies of Open
 #                                  MPI, HDF5, libyaml, OpenBLAS, libpng/zlib headers, pkg-config, ...
-#                                  in a private mount namespace and run tools/gpu_session.sh build
-#                                  (CPU only: VQ_GPU_CUDA=OFF) and its MPI checks against the bundle
-#                                  alone, as the GPU machine will
+#                                  in a private mount namespace and run tools/gpu_check.sh's build
+#                                  and nccl steps (CPU only: VQ_GPU_CHECK_DEVICE=cpu VQ_GPU_CUDA=OFF;
+#                                  mpirun and training) against the bundle alone, as the GPU machine will
 #
 # The list below was made from `ldd build/vqvae_dist`, ldd of Open MPI's programs and plugins and of
 # PMIx's plugins, mapped to packages with `dpkg -S`; --check re-derives the closure.
@@ -65,7 +67,11 @@ fi
     done
 } >"$DIR/PACKAGES.txt"
 cat "$DIR/PACKAGES.txt"
-total=$(du -cb "$DIR"/debs/*.deb | tail -n 1 | cut -f1)
+rm -rf "$DIR/include"
+mkdir -p "$DIR/include"
+cp /usr/local/cuda/include/cudnn*.h /usr/local/cuda/include/nccl*.h "$DIR/include/" 2>/dev/null ||
+    echo "gpu_bundle: no cuDNN/NCCL headers in /usr/local/cuda/include to copy (a fallback only)"
+total=$(du -cb "$DIR"/debs/*.deb "$DIR"/include | tail -n 1 | cut -f1)
 count=$(ls "$DIR"/debs/*.deb | wc -l)
 printf 'gpu_bundle: %d packages, %.1f MiB in all (limit %d MiB; the device tool carries 64 MiB)\n' \
     "$count" "$(echo "$total / 1048576" | bc -l)" "$LIMIT_MIB"
@@ -83,9 +89,14 @@ fi
 # ---- check: unpack into a temporary prefix and look ---------------------------------------------
 prefix=$(mktemp -d /tmp/gpu_bundle_check.XXXXXX)
 trap 'rm -rf "$prefix"' EXIT
-echo "gpu_bundle: unpacking into $prefix with tools/gpu_session.sh setup (VQ_GPU_LIBS=all)"
-VQ_GPU_PREFIX=$prefix/p VQ_GPU_LIBS=all OUT=$prefix/out VQ_GPU_DEADLINE=300 \
-    bash tools/gpu_session.sh setup >"$prefix/setup.log" 2>&1 || { cat "$prefix/setup.log"; exit 1; }
+echo "gpu_bundle: unpacking into $prefix with tools/gpu_env.sh (VQ_GPU_LIBS=all)"
+(
+    set +e   # gpu_env.sh is written for scripts without -e (its lookups fail softly)
+    BUNDLE=$DIR PREFIX=$prefix/p VQ_GPU_LIBS=all
+    # shellcheck source=tools/gpu_env.sh
+    source "$ROOT/tools/gpu_env.sh"
+    gpu_env_setup "$prefix" || exit 1
+) >"$prefix/setup.log" 2>&1 || { cat "$prefix/setup.log"; exit 1; }
 P=$prefix/p
 U=$P/usr
 L=$U/lib/x86_64-linux-gnu
@@ -168,12 +179,12 @@ unshare -m --propagation private bash -c '
     while read -r f; do mount --bind "$1" "$f" 2>/dev/null; done <"$2"
     echo "hidden: /usr/include/hdf5/serial/hdf5.h is now $(stat -c %s /usr/include/hdf5/serial/hdf5.h) bytes," \
          "libmpi.so.40 $(stat -L -c %s /usr/lib/x86_64-linux-gnu/libmpi.so.40) bytes"
-    VQ_GPU_PREFIX="$3/p" VQ_GPU_BUILD="$4/build-gpu-isolated" VQ_GPU_CUDA=OFF OUT="$5" VQ_GPU_DEADLINE=1500 \
-        bash tools/gpu_session.sh build
+    VQ_GPU_PREFIX="$3/p" VQ_GPU_BUILD="$4/build-gpu-isolated" VQ_GPU_CHECK_DEVICE=cpu VQ_GPU_CUDA=OFF OUT="$5" \
+        VQ_GPU_CHECK_STEPS=nccl VQ_GPU_CHECK_BUDGET=1500 bash tools/gpu_check.sh
 ' _ "$prefix/poison" "$hide_list" "$prefix" "$ROOT" "$out"
 rc=$?
 if grep -qE "FAIL|TIMEOUT|NOT RUN" "$out/summary.txt" 2>/dev/null || [ $rc -ne 0 ]; then
     echo "gpu_bundle: --isolated FAILED (see $out/summary.txt and the logs in .gpu_runs/)"
     exit 1
 fi
-echo "gpu_bundle: --isolated passed: configured, built and ran (singleton and mpirun -np 2) from the bundle alone"
+echo "gpu_bundle: --isolated passed: configured, built and trained under mpirun from the bundle alone"

@@ -1,6 +1,7 @@
-// cuda_common.h: shared by the CUDA backend's .cu files (C++ only). Check macros, the backend
-// state that lives in ctx->backend, launch helpers, deterministic reduction helpers, and the
-// functions each file contributes to the cuda_ops table (cuda_context.cu gathers them).
+// cuda_common.h: shared by the CUDA backend's .cu files (C++ only). The backend state that lives
+// in ctx->backend, launch helpers, deterministic reduction helpers, and the functions each file
+// contributes to the cuda_ops table (cuda_context.cu gathers them); the check macros come from
+// cuda_check.h (shared with src/dist).
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -16,35 +17,7 @@ extern "C" {
 #include "../ops.h"
 }
 #include "cuda_api.h"
-
-// ---- checks: print the call, where, and the library's own words; then exit -------------------
-#define CUDA_CHECK(call)                                                                          \
-    do {                                                                                          \
-        cudaError_t cuda_err_ = (call);                                                           \
-        if (cuda_err_ != cudaSuccess)                                                             \
-            fatal_at(__FILE__, __LINE__, "%s failed: %s: %s", #call, cudaGetErrorName(cuda_err_),  \
-                     cudaGetErrorString(cuda_err_));                                              \
-    } while (0)
-
-#define CUBLAS_CHECK(call)                                                                        \
-    do {                                                                                          \
-        cublasStatus_t cublas_status_ = (call);                                                   \
-        if (cublas_status_ != CUBLAS_STATUS_SUCCESS)                                              \
-            fatal_at(__FILE__, __LINE__, "%s failed: %s: %s", #call,                              \
-                     cublasGetStatusName(cublas_status_), cublasGetStatusString(cublas_status_)); \
-    } while (0)
-
-// cudnnGetLastErrorString (cuDNN 9) says which parameter was wrong; worth the extra line.
-#define CUDNN_CHECK(call)                                                                         \
-    do {                                                                                          \
-        cudnnStatus_t cudnn_status_ = (call);                                                     \
-        if (cudnn_status_ != CUDNN_STATUS_SUCCESS) {                                              \
-            char cudnn_detail_[512];                                                              \
-            cudnnGetLastErrorString(cudnn_detail_, sizeof cudnn_detail_);                         \
-            fatal_at(__FILE__, __LINE__, "%s failed: %s (%s)", #call,                             \
-                     cudnnGetErrorString(cudnn_status_), cudnn_detail_);                          \
-        }                                                                                         \
-    } while (0)
+#include "cuda_check.h"
 
 // ---- launch configuration --------------------------------------------------------------------
 enum {

@@ -26,10 +26,6 @@ static const double DEFAULT_TIMEOUT_S = 300.0;   // until dist_setup_comm sets t
 
 // ---- errors, aborts and waiting -----------------------------------------------------------
 
-static void print_rank_prefix(FILE *f) {
-    if (launcher_world() > 1) fprintf(f, "[rank %d] ", launcher_rank());
-}
-
 static int mpi_is_live(void) {
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
@@ -37,40 +33,34 @@ static int mpi_is_live(void) {
     return initialized && !finalized;
 }
 
+// A failed MPI call is an error like any other: fatal_at (exit code EXIT_ERROR), which under
+// mpirun ends the whole job.
 void dist_mpi_fail(const char *call, const char *file, int line, int rc) {
     char text[MPI_MAX_ERROR_STRING];
     int len = 0;
     if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) snprintf(text, sizeof text, "MPI error code %d", rc);
-    fflush(stdout);
-    print_rank_prefix(stderr);
-    fprintf(stderr, "error at %s:%d: %s failed: %s\n", file, line, call, text);
-    dist_die(EXIT_ERROR);
+    fatal_at(file, line, "%s failed: MPI: %s", call, text);
 }
 
-void dist_die(int code) {
+void dist_abort(Dist *d, int code) {
+    DistImpl *im = d->impl;
+    if (im && im->nccl) dist_nccl_abort(im->nccl);   // frees GPUs stuck in a collective kernel
     fflush(stdout);
     fflush(stderr);
-    // MPI_Abort rather than exit: the other ranks may be waiting on this one in a collective. A
-    // world of one has nobody to tell; MPI_Abort would only add Open MPI's banner.
+    // MPI_Abort rather than exit: the other ranks may be waiting on this one in a collective, and
+    // a launcher told not to end the job when one rank exits would leave them there. A world of
+    // one has nobody to tell; MPI_Abort would only add Open MPI's banner.
     int world = 1;
     if (mpi_is_live() && MPI_Comm_size(MPI_COMM_WORLD, &world) == MPI_SUCCESS && world > 1)
         MPI_Abort(MPI_COMM_WORLD, code);
     exit(code);
 }
 
-void dist_abort(Dist *d, int code) {
-    DistImpl *im = d->impl;
-    if (im && im->nccl) dist_nccl_abort(im->nccl);   // frees GPUs stuck in a collective kernel
-    dist_die(code);
-}
-
 void dist_timeout_abort_at(Dist *d, const char *name, int64_t step, const char *note) {
     fflush(stdout);
-    fprintf(stderr,
-            "[rank %d] error: collective '%s' at step %lld got no answer from the other ranks within "
-            "dist.timeout_s=%g s: a rank died or hangs (see its log)%s%s; aborting the job\n",
-            d->rank, name, (long long)step, d->timeout_s, note ? "; " : "", note ? note : "");
-    fflush(stderr);
+    log_error("collective '%s' at step %lld got no answer from the other ranks within dist.timeout_s=%g s: a rank "
+              "died or hangs (see its log)%s%s; aborting the job", name, (long long)step, d->timeout_s,
+              note ? "; " : "", note ? note : "");
     dist_abort(d, EXIT_COLLECTIVE_TIMEOUT);
 }
 

@@ -13,8 +13,14 @@
 // (to_host, synchronize, release, ops_context_destroy): those wait without a bound, so a dead
 // peer would hang them forever, while dist_sync ends the job with EXIT_COLLECTIVE_TIMEOUT.
 //
-// Every collective decision (stop, skip a non-finite step, save) goes through dist_agree_any, an
-// all-reduce of a flag, never taken by one rank alone.
+// No rank decides alone. The host's collective decisions (stop on a signal, stop when a
+// checkpoint could not be written, the backend at setup) go through dist_agree_any, an
+// all-reduce of a flag. Skipping a non-finite step needs none: the NaN flag travels in the
+// gradient all-reduce and every rank's device reaches the same verdict (docs/ARCHITECTURE.md).
+//
+// Failures. A failed MPI, NCCL or CUDA call ends the process through core's fatal_at (exit code
+// EXIT_ERROR, which under mpirun ends the job); dist_abort ends the job on purpose, with a code
+// (EXIT_COLLECTIVE_TIMEOUT when a peer died or hangs).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -49,7 +55,7 @@ void dist_teardown_comm(Dist *d);
 // Collective: the last call of every rank (MPI_Finalize), so no rank exits before the others
 // are done (e.g. rank 0 writing the final checkpoint).
 void dist_finalize(Dist *d);
-// End every rank of the job now (MPI_Abort / ncclCommAbort); exits with code.
+// End every rank of the job now (ncclCommAbort, then MPI_Abort when world > 1); exits with code.
 __attribute__((noreturn)) void dist_abort(Dist *d, int code);
 
 // The local GPU of this rank: local_rank mod visible devices.
@@ -63,7 +69,8 @@ int dist_local_device(const Dist *d, int device_count);
 void dist_allreduce(Dist *d, OpsContext *ctx, float *buf, size_t n, int average);
 // In-place sum over ranks of a small host buffer of doubles (metrics).
 void dist_allreduce_host_f64(Dist *d, double *buf, size_t n);
-// 1 if flag is nonzero on any rank (a logical OR all-reduce); every rank gets the same answer.
+// 1 if flag is nonzero on any rank (a logical OR all-reduce of host ints, with the timeout);
+// every rank gets the same answer. Collective: every rank calls it at the same point.
 int dist_agree_any(Dist *d, int flag);
 // all[r] = value of rank r, on every rank (all holds world entries).
 void dist_allgather_u64(Dist *d, uint64_t value, uint64_t *all);

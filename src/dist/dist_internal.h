@@ -18,16 +18,13 @@ typedef struct {
     DistNccl *nccl;       // the NCCL communicator when backend == DIST_BACKEND_NCCL, else NULL
 } DistImpl;
 
-// Print "<call> failed at file:line: <MPI_Error_string>" and end the job (MPI_Abort, EXIT_ERROR).
+// "error at file:line: <call> failed: MPI: <MPI_Error_string>" through fatal_at (EXIT_ERROR).
 __attribute__((noreturn)) void dist_mpi_fail(const char *call, const char *file, int line, int rc);
 #define MPI_CHECK(call)                                                      \
     do {                                                                     \
         int mpi_rc_ = (call);                                                \
         if (mpi_rc_ != MPI_SUCCESS) dist_mpi_fail(#call, __FILE__, __LINE__, mpi_rc_); \
     } while (0)
-
-// End this process, and the whole job when there are other ranks (MPI_Abort), with `code`.
-__attribute__((noreturn)) void dist_die(int code);
 
 // Wait for a non-blocking MPI operation, ending the job if it has not completed after
 // d->timeout_s (a peer died or hangs). `name` appears in the timeout message.

@@ -21,13 +21,10 @@
 #include "../core/common.h"
 
 #ifdef VQ_HAVE_CUDA
-#include <cuda_runtime.h>
 #include <nccl.h>
 
-// The compute stream (a cudaStream_t) of a CUDA ops context, defined by the CUDA backend
-// (kernels/cuda/cuda_context.cu). Declared here rather than in ops.h because ops.h is the kernels
-// layer's interface and only the NCCL path needs the raw stream.
-extern void *cuda_context_stream(OpsContext *ctx);
+#include "../../kernels/cuda/cuda_api.h"     // cuda_context_stream: the compute stream
+#include "../../kernels/cuda/cuda_check.h"   // CUDA_CHECK, NCCL_CHECK (fatal_at)
 
 enum {
     // Completion events of the collectives enqueued outside a graph capture and not yet seen
@@ -53,30 +50,6 @@ struct DistNccl {
     int head, count;
 };
 
-__attribute__((noreturn)) static void lib_fail(const char *lib, const char *call, const char *file, int line,
-                                               const char *text) {
-    fflush(stdout);
-    if (launcher_world() > 1) fprintf(stderr, "[rank %d] ", launcher_rank());
-    fprintf(stderr, "error at %s:%d: %s failed: %s: %s\n", file, line, call, lib, text);
-    dist_die(EXIT_ERROR);
-}
-
-#define CUDA_CHECK(call)                                                                    \
-    do {                                                                                    \
-        cudaError_t cuda_rc_ = (call);                                                      \
-        if (cuda_rc_ != cudaSuccess)                                                        \
-            lib_fail("CUDA", #call, __FILE__, __LINE__, cudaGetErrorString(cuda_rc_));      \
-    } while (0)
-
-// ncclInProgress is not an error on a non-blocking communicator: the call goes on in the
-// background and nccl_settle waits for it.
-#define NCCL_CHECK(call)                                                                    \
-    do {                                                                                    \
-        ncclResult_t nccl_rc_ = (call);                                                     \
-        if (nccl_rc_ != ncclSuccess && nccl_rc_ != ncclInProgress)                          \
-            lib_fail("NCCL", #call, __FILE__, __LINE__, ncclGetErrorString(nccl_rc_));      \
-    } while (0)
-
 // cudaEventQuery: 1 when the work before the event is done, 0 while it is not. Any other answer
 // is an error of earlier work (a failed kernel): report it where we polled, with the caller's line.
 #define EVENT_DONE(event) event_done((event), #event, __FILE__, __LINE__)
@@ -84,9 +57,7 @@ static int event_done(cudaEvent_t e, const char *what, const char *file, int lin
     cudaError_t q = cudaEventQuery(e);
     if (q == cudaSuccess) return 1;
     if (q == cudaErrorNotReady) return 0;
-    char call[128];
-    snprintf(call, sizeof call, "cudaEventQuery(%s)", what);
-    lib_fail("CUDA", call, file, line, cudaGetErrorString(q));
+    fatal_at(file, line, "cudaEventQuery(%s) failed: %s: %s", what, cudaGetErrorName(q), cudaGetErrorString(q));
 }
 
 void dist_nccl_abort(DistNccl *s) {
@@ -101,9 +72,8 @@ void dist_nccl_abort(DistNccl *s) {
 __attribute__((noreturn)) static void nccl_async_fail(Dist *d, DistNccl *s, const char *name, int64_t step,
                                                       ncclResult_t st) {
     fflush(stdout);
-    fprintf(stderr, "[rank %d] error: NCCL reported '%s' during collective '%s' at step %lld: %s\n", d->rank,
-            ncclGetErrorString(st), name, (long long)step, ncclGetLastError(s->comm));
-    fflush(stderr);
+    log_error("NCCL reported '%s' during collective '%s' at step %lld: %s", ncclGetErrorString(st), name,
+              (long long)step, ncclGetLastError(s->comm));
     dist_nccl_abort(s);
     dist_abort(d, st == ncclRemoteError || st == ncclSystemError ? EXIT_COLLECTIVE_TIMEOUT : EXIT_ERROR);
 }

@@ -150,7 +150,7 @@ int command_info(const CliArgs *args, Dist *dist) {
     (void)dist;
     char err[1024];
     if (checkpoint_print_info(args->checkpoint, err, sizeof err) != 0) {
-        fprintf(stderr, "error: %s\n", err);
+        log_error("%s", err);
         return EXIT_ERROR;
     }
     return EXIT_OK;

@@ -49,6 +49,7 @@
 #include "core/rng.h"
 #include "kernels/ops.h"
 #include "gpu_conv_cases.h"
+#include "gpu_test.h"
 #include "test_util.h"
 #ifdef VQ_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -355,14 +356,13 @@ static int compute_capability_major(void) {
 }
 
 int main(void) {
-    if (!cuda_backend_compiled() || cuda_device_count() == 0) {
-        printf("SKIP: no GPU (CUDA backend %s, %d GPU(s) visible)\n",
-               cuda_backend_compiled() ? "compiled" : "not compiled", cuda_device_count());
-        return TEST_SKIP_CODE;
-    }
+    if (gpu_test_unavailable()) return TEST_SKIP_CODE;
     TestCounts t = {0, 0};
+    int skipped = 0;
     const int bf16_capable = compute_capability_major() >= 8;
-    if (!bf16_capable) printf("GPU 0 has compute capability < 8.0: bf16 runs in tf32; bf16-only checks skipped\n");
+    if (!bf16_capable)
+        TEST_SKIP(&skipped, "the bf16-only checks (staging workspace, rounding): GPU 0 has compute capability < 8.0, "
+                            "so bf16 runs in tf32");
 
     OpsContext cpu;
     ops_context_init(&cpu, "cpu", 0, 1, PRECISION_FP32, 1);
@@ -417,5 +417,5 @@ int main(void) {
 
     for (int c = 0; c < CASE_COUNT; c++) reference_free(&refs[c]);
     ops_context_destroy(&cpu);
-    return test_finish("test_gpu_conv_precision", &t);
+    return test_finish_skipped("test_gpu_conv_precision", &t, skipped);
 }

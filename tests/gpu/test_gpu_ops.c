@@ -29,6 +29,7 @@
 #include "core/rng.h"
 #include "kernels/ops.h"
 #include "gpu_conv_cases.h"
+#include "gpu_test.h"
 #include "test_util.h"
 #ifdef VQ_HAVE_CUDA
 #include "kernels/cuda/cuda_api.h"
@@ -698,11 +699,7 @@ static void test_conv(TestCounts *t, Worst *w, OpsContext *cpu) {
 }
 
 int main(void) {
-    if (!cuda_backend_compiled() || cuda_device_count() == 0) {
-        printf("SKIP: no GPU (CUDA backend %s, %d GPU(s) visible)\n",
-               cuda_backend_compiled() ? "compiled" : "not compiled", cuda_device_count());
-        return TEST_SKIP_CODE;
-    }
+    if (gpu_test_unavailable()) return TEST_SKIP_CODE;
     TestCounts t = {0, 0};
     Worst w;
     memset(&w, 0, sizeof w);

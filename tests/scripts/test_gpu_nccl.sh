@@ -9,7 +9,9 @@
 #   2. np=2, dist.backend=mpi on ONE GPU (CUDA_VISIBLE_DEVICES = its first GPU; host-staged, the
 #      ranks share the GPU): runs, the ranks hold identical parameters (dist.verify_every), and
 #      it matches np=1 with twice the batch (the same global batches) to EQUIV_TOL.
-#   3. With 2+ GPUs: np=2, dist.backend=nccl (one GPU per rank) against the same np=1 run.
+#   3. With 2+ GPUs: np=2, dist.backend=nccl (one GPU per rank) against the same np=1 run. With
+#      one GPU that case cannot run (counted as skipped, saying so); instead np=2 dist.backend=nccl
+#      on the one GPU must be refused: exit code 1 and the message naming dist.backend=mpi.
 # Cases 2 and 3 differ from np=1 only in summation order (a mean of two half-batch means), so
 # their model (parameters, codebook, EMA buffers) agrees to a tolerance, not bitwise: per tensor
 # max|a-b|/max|b| <= EQUIV_TOL and all tensors together ||a-b||/||b|| <= EQUIV_L2_TOL, with up to
@@ -17,46 +19,22 @@
 # test_mpi_equivalence.sh). Measured on the CPU (VQ_GPU_TEST_DEVICE=cpu): 9e-6 per tensor, no
 # outliers; the GPU's tolerances are ~100x wider for other convolution algorithms per batch size.
 #
-# SKIP (exit 77) when no GPU is usable, found in this order:
-#   - `nvidia-smi -L` exists but fails or lists no GPU (no driver, no device);
-#   - a one-step probe `vqvae_dist train train.device=cuda` fails with kernels/ops.c's message
-#     "no GPU is visible" (cudaGetDeviceCount failed or found none: also a driver too old, or
-#     CUDA_VISIBLE_DEVICES empty) or "this build has no CUDA backend". Any other probe failure
-#     is a FAIL: a GPU is there and training on it broke.
-# VQ_REQUIRE_GPU=1 turns the SKIP into a failure (for machines that must have a GPU).
+# SKIP (exit 77) when no GPU is usable (lib/gpu.sh: nvidia-smi lists none, or a one-step probe
+# on train.device=cuda says "no GPU is visible" or "has no CUDA backend"); any other probe failure
+# is a FAIL. VQ_REQUIRE_GPU=1 turns the SKIP into a failure (for machines that must have a GPU).
 # VQ_GPU_TEST_DEVICE=cpu checks this script where there is no GPU: the same flow on device=cpu
 # with dist.backend=mpi in place of nccl, pretending 2 GPUs. It tests the script, not NCCL.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib/common.sh"
 source "$here/lib/mpi.sh"
+source "$here/lib/gpu.sh"
 
 STEPS=20
 EQUIV_TOL=1e-3
 EQUIV_L2_TOL=1e-4
 OUTLIERS=300
 RUN_LIMIT=300   # seconds per training run (a smoke run takes a few seconds on a GPU)
-
-skip() {
-    echo "test_gpu_nccl: SKIP: $*"
-    if [ "${VQ_REQUIRE_GPU:-0}" = 1 ]; then
-        echo "VQ_REQUIRE_GPU=1: treating the missing GPU as a failure"
-        exit 1
-    fi
-    exit 77
-}
-
-# Number of GPUs this process may use: CUDA_VISIBLE_DEVICES when set (nvidia-smi ignores it),
-# else nvidia-smi's list, else 1 (the probe found one).
-visible_gpus() {
-    if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then
-        echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .
-    elif command -v nvidia-smi >/dev/null 2>&1; then
-        nvidia-smi -L 2>/dev/null | grep -c '^GPU '
-    else
-        echo 1
-    fi
-}
 
 if [ "${VQ_GPU_TEST_DEVICE:-cuda}" = cpu ]; then
     DEVICE=cpu
@@ -66,24 +44,10 @@ if [ "${VQ_GPU_TEST_DEVICE:-cuda}" = cpu ]; then
 elif [ "${VQ_GPU_TEST_DEVICE:-cuda}" = cuda ]; then
     DEVICE=cuda
     NCCL=nccl
-    if command -v nvidia-smi >/dev/null 2>&1; then
-        nvidia-smi -L >"$WORK/nvidia-smi.txt" 2>&1 || skip "nvidia-smi -L failed: $(head -n 1 "$WORK/nvidia-smi.txt")"
-        grep -q '^GPU ' "$WORK/nvidia-smi.txt" || skip "nvidia-smi -L lists no GPU"
-        cat "$WORK/nvidia-smi.txt"
-    fi
     # The probe: one step on the GPU, no launcher (MPI singleton).
-    timeout -k 10 "$RUN_LIMIT" "$VQVAE_BIN" train --config "$SMOKE" train.device=cuda train.steps=1 \
-        checkpoint.every=0 checkpoint.dir="$WORK/probe" >"$WORK/probe.log" 2>&1
-    probe_rc=$?
-    if [ "$probe_rc" -ne 0 ]; then
-        if grep -qE "no GPU is visible|this build has no CUDA backend" "$WORK/probe.log"; then
-            skip "$(grep -m 1 -E "no GPU is visible|this build has no CUDA backend" "$WORK/probe.log")"
-        fi
-        tail -n 30 "$WORK/probe.log"
-        fail "a GPU is there but one training step on it failed (exit code $probe_rc)"
-        finish
-    fi
-    GPUS=$(visible_gpus)
+    gpu_probe "$VQVAE_BIN" train --config "$SMOKE" train.device=cuda train.steps=1 checkpoint.every=0 \
+        checkpoint.dir="$WORK/probe"
+    GPUS=$(gpu_count)
 else
     echo "FAIL: VQ_GPU_TEST_DEVICE='$VQ_GPU_TEST_DEVICE': expected cuda (the default) or cpu"
     exit 1
@@ -156,8 +120,10 @@ else
         echo "diagnosis: np=1 mpi does not repeat itself in deterministic mode: a CUDA kernel is not deterministic"
     fi
 fi
-check "np=1 nccl and mpi end at the same loss" \
-    [ "$(metric "$WORK/nccl1/metrics.jsonl" train loss)" = "$(metric "$WORK/mpi1/metrics.jsonl" train loss)" ]
+for key in loss nmse perplexity; do
+    check "np=1 nccl and mpi end at the same $key (logged by both)" \
+        same_metric "$WORK/nccl1/metrics.jsonl" "$WORK/mpi1/metrics.jsonl" train "$key"
+done
 
 # ---- 2. np=2 on one GPU, host-staged MPI ------------------------------------------------------
 # Half the per-rank batch: the same global batches as np=1.
@@ -184,6 +150,16 @@ if [ "$GPUS" -ge 2 ]; then
     check "nccl2: ranks identical at step $STEPS" in_log nccl2 "step $STEPS: all 2 ranks hold identical"
     check "np=2 nccl (batch $half) == np=1 (batch $((2 * half))) to $EQUIV_TOL" equivalent nccl2 mpi1
 else
-    echo "note: one GPU visible: np=2 with NCCL (one GPU per rank) is not run"
+    skip_case "np=2 dist.backend=nccl, one GPU per rank: $GPUS GPU visible, it needs 2"
+    # What such a run does on one GPU: refused before any NCCL call, with the way out.
+    mpi_cmd 2
+    CUDA_VISIBLE_DEVICES="$FIRST_GPU" timeout -k 10 "$RUN_LIMIT" "${MPI_CMD[@]}" "$VQVAE_BIN" train --config "$SMOKE" \
+        train.device="$DEVICE" train.steps=2 train.batch_size="$half" checkpoint.every=0 dist.timeout_s=60 \
+        dist.backend=nccl checkpoint.dir="$WORK/nccl2_shared" >"$WORK/nccl2_shared.log" 2>&1
+    rc=$?
+    grep -m 2 "error" "$WORK/nccl2_shared.log"
+    check "np=2 dist.backend=nccl on one GPU is refused with exit code 1 (got $rc)" [ "$rc" -eq 1 ]
+    check "np=2 dist.backend=nccl on one GPU: the message says why and names dist.backend=mpi" \
+        in_log nccl2_shared "dist.backend=nccl needs one GPU per rank, but ranks of this node share a GPU"
 fi
 finish

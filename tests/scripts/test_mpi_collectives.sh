@@ -5,11 +5,11 @@
 # so a hang fails the test instead of stalling ctest.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/lib/common.sh"
 source "$here/lib/mpi.sh"
 mpi_require_program mpi_collectives
 prog="$VQ_BUILD_DIR/mpi_collectives"
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+out="$WORK/out.txt"
 
 # run LABEL COMMAND...: run with a time bound, show the output, leave the exit code in $rc
 # and the duration in $secs.
@@ -30,9 +30,9 @@ run() {
 # The checks themselves: the program exits 0 only when every rank passed.
 run "direct, no mpirun" "$prog"
 if [ "$rc" -eq 0 ] && grep -q "np=1: [1-9][0-9]* passed, 0 failed" "$out"; then
-    mpi_pass "np=1 without mpirun (${secs}s)"
+    pass "np=1 without mpirun (${secs}s)"
 else
-    mpi_fail "np=1 without mpirun: exit code $rc"
+    fail "np=1 without mpirun: exit code $rc"
 fi
 
 # Start-up alone (MPI_Init, communicators, finalize) without mpirun must cost about what it
@@ -51,9 +51,9 @@ mpi_cmd 1
 launched=$(startup_seconds "${MPI_CMD[@]}" "$prog" --setup mpi 10)
 echo "start-up: ${direct}s without mpirun (exit code $direct_rc), ${launched}s with mpirun -np 1 (exit code $rc)"
 if [ "$direct_rc" -eq 0 ] && awk -v a="$direct" -v b="$launched" 'BEGIN { exit !(a <= b + 3) }'; then
-    mpi_pass "singleton start-up ${direct}s (mpirun -np 1: ${launched}s)"
+    pass "singleton start-up ${direct}s (mpirun -np 1: ${launched}s)"
 else
-    mpi_fail "singleton start-up ${direct}s, exit code $direct_rc (mpirun -np 1: ${launched}s; allowed: 3s more)"
+    fail "singleton start-up ${direct}s, exit code $direct_rc (mpirun -np 1: ${launched}s; allowed: 3s more)"
 fi
 
 # 3: a world that is not a power of two (the all-reduce algorithms treat it apart).
@@ -61,9 +61,9 @@ for np in 1 2 3 4; do
     mpi_cmd "$np"
     run "mpirun np=$np" "${MPI_CMD[@]}" "$prog"
     if [ "$rc" -eq 0 ] && grep -q "np=$np: [1-9][0-9]* passed, 0 failed" "$out"; then
-        mpi_pass "np=$np under mpirun (${secs}s)"
+        pass "np=$np under mpirun (${secs}s)"
     else
-        mpi_fail "np=$np under mpirun: exit code $rc"
+        fail "np=$np under mpirun: exit code $rc"
     fi
 done
 
@@ -74,9 +74,9 @@ expect_error() {
     shift 3
     run "$label" "$@"
     if [ "$rc" -eq "$code" ] && grep -qF -- "$text" "$out"; then
-        mpi_pass "$label"
+        pass "$label"
     else
-        mpi_fail "$label: wanted exit code $code and '$text', got exit code $rc"
+        fail "$label: wanted exit code $code and '$text', got exit code $rc"
     fi
 }
 expect_error "nccl on a CPU context" 1 "dist.backend=nccl needs the CUDA backend" "$prog" --setup nccl 10
@@ -87,9 +87,9 @@ expect_error "usage" 2 "usage: mpi_collectives" "$prog" --bogus
 mpi_cmd 2
 run "nccl on a CPU context, np=2" "${MPI_CMD[@]}" "$prog" --setup nccl 10
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && grep -qF "dist.backend=nccl" "$out"; then
-    mpi_pass "nccl on a CPU context, np=2: exit code $rc"
+    pass "nccl on a CPU context, np=2: exit code $rc"
 else
-    mpi_fail "nccl on a CPU context, np=2: exit code $rc"
+    fail "nccl on a CPU context, np=2: exit code $rc"
 fi
 
-mpi_summary test_mpi_collectives
+finish

@@ -9,15 +9,15 @@
 #   hang            rank 1 sleeps forever: our timeout (exit code 76 and the message)
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/lib/common.sh"
 source "$here/lib/mpi.sh"
 mpi_require_program mpi_timeout
 prog="$VQ_BUILD_DIR/mpi_timeout"
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+out="$WORK/out.txt"
 message="collective 'allreduce' at step 42 got no answer from the other ranks within dist.timeout_s=3 s"
 
-# check LABEL WANT_CODE NEED_MESSAGE NP MPIRUN_EXTRA... -- MODE
-check() {
+# expect_end LABEL WANT_CODE NEED_MESSAGE NP MPIRUN_EXTRA... -- MODE
+expect_end() {
     local label=$1 want=$2 need_message=$3 np=$4
     shift 4
     local extra=()
@@ -44,20 +44,20 @@ check() {
     if grep -q "FAIL:" "$out"; then problems+=" the program reported FAIL;"; fi
     if [ "$need_message" = yes ] && ! grep -qF "$message" "$out"; then problems+=" no timeout message;"; fi
     if [ -z "$problems" ]; then
-        mpi_pass "$label: exit code $rc after ${secs}s"
+        pass "$label: exit code $rc after ${secs}s"
     else
-        mpi_fail "$label:$problems"
+        fail "$label:$problems"
     fi
 }
 
-check "np=2, rank 1 exits" any no 2 -- exit
-check "np=2, rank 1 hangs" 76 yes 2 -- hang
-check "np=4, rank 1 hangs" 76 yes 4 -- hang
+expect_end "np=2, rank 1 exits" any no 2 -- exit
+expect_end "np=2, rank 1 hangs" 76 yes 2 -- hang
+expect_end "np=4, rank 1 hangs" 76 yes 4 -- hang
 # Open MPI 4's switch to keep running after a failed rank (named differently in 5.x: skip there).
-if "$VQ_MPIEXEC" --version 2>&1 | grep -Eq "\((Open MPI|OpenRTE)\) 4\."; then
-    check "np=2, rank 1 exits, mpirun does not abort" 76 yes 2 --mca orte_abort_on_non_zero_status 0 -- exit
+if mpi_is_openmpi4; then
+    expect_end "np=2, rank 1 exits, mpirun does not abort" 76 yes 2 --mca orte_abort_on_non_zero_status 0 -- exit
 else
-    echo "note: not Open MPI 4: the 'mpirun does not abort' case is not run"
+    skip_case "np=2, mpirun does not abort: needs Open MPI 4's orte_abort_on_non_zero_status switch; $VQ_MPIEXEC is $("$VQ_MPIEXEC" --version 2>&1 | head -n 1)"
 fi
 
-mpi_summary test_mpi_timeout
+finish

@@ -294,8 +294,8 @@ def main():
             test()
         except Exception as e:  # a crash is a failed check, and the other tests still run
             check(f'{test.__name__} ran to the end', False, f'{type(e).__name__}: {e}')
-    print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
-    return 1 if RESULTS['failed'] else 0
+    print(f"test_reference_model: {RESULTS['passed']} passed, {RESULTS['failed']} failed")
+    return 0 if RESULTS['failed'] == 0 and RESULTS['passed'] > 0 else 1
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 // test_ops_memory.c: the backends' memory accounting. alloc and release keep
 // ctx->allocated_bytes exact and ctx->peak_allocated_bytes its high-water mark (the workspace
 // included), release refuses a pointer alloc did not return, and memory_in_use sees a new buffer.
-// The CUDA part runs only where a GPU is visible (label cpu: the CPU part is the test here).
+// The CUDA context's accounting: tests/gpu/test_gpu_memory.c.
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,35 +98,6 @@ static void test_foreign_pointer(OpsContext *ctx, TestCounts *c) {
            "release of a pointer alloc did not return should exit %d, status was %d", EXIT_ERROR, status);
 }
 
-// The CUDA context counts its own cuBLAS workspace and reduction buffer from the start, and
-// memory_in_use (cudaMemGetInfo used minus the value at context creation) includes our buffers.
-static void test_cuda(TestCounts *c) {
-    if (!cuda_backend_compiled() || cuda_device_count() == 0) {
-        printf("test_ops_memory: no GPU visible; the CUDA accounting is not checked here\n");
-        return;
-    }
-    OpsContext g;
-    ops_context_init(&g, "cuda", 0, 0, PRECISION_TF32, 0);
-    const Ops *ops = g.ops;
-    size_t base = g.allocated_bytes;
-    EXPECT(c, base >= ((size_t)32 << 20) && g.peak_allocated_bytes == base,
-           "a new CUDA context should hold its 32 MiB cuBLAS workspace, holds %zu (peak %zu)", base,
-           g.peak_allocated_bytes);
-    const size_t big_bytes = (size_t)64 << 20;
-    void *a = ops->alloc(&g, 1000), *big = ops->alloc(&g, big_bytes);
-    EXPECT_BYTES(c, &g, base + 1000 + big_bytes, base + 1000 + big_bytes);
-    size_t in_use = ops->memory_in_use(&g);
-    EXPECT(c, in_use >= base + big_bytes, "memory_in_use %zu should cover our %zu allocated bytes", in_use,
-           base + 1000 + big_bytes);
-    ops->release(&g, a);
-    EXPECT_BYTES(c, &g, base + big_bytes, base + 1000 + big_bytes);
-    ops->reserve_workspace(&g, 4096);
-    EXPECT_BYTES(c, &g, base + big_bytes + 4096, base + big_bytes + 4096);
-    ops->release(&g, big);
-    EXPECT_BYTES(c, &g, base + 4096, base + big_bytes + 4096);
-    ops_context_destroy(&g);
-}
-
 int main(void) {
     TestCounts c = {0, 0};
     OpsContext ctx;
@@ -136,6 +107,5 @@ int main(void) {
     test_memory_in_use(&ctx, &c);
     test_foreign_pointer(&ctx, &c);
     ops_context_destroy(&ctx);
-    test_cuda(&c);
     return test_finish("test_ops_memory", &c);
 }

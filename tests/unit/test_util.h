@@ -1,6 +1,7 @@
-// test_util.h: a minimal test harness. Each EXPECT records a failure and goes on; TEST_MAIN_END
-// prints "N passed, N failed" and exits non-zero when anything failed, so a test can never exit 0
-// on failure. Exit code 77 means SKIP (ctest SKIP_RETURN_CODE).
+// test_util.h: a minimal test harness. Each EXPECT records a pass or a failure and goes on;
+// test_finish prints "N passed, N failed, N skipped" and returns non-zero when anything failed
+// or nothing passed, so a test can never exit 0 on failure. A whole test that cannot run here
+// returns TEST_SKIP_CODE (77, ctest's SKIP_RETURN_CODE); a sub-case that cannot, TEST_SKIP.
 #pragma once
 #include <math.h>
 #include <stdio.h>
@@ -43,7 +44,21 @@ static inline double test_max_rel_error(const float *a, const float *b, size_t n
     return max_diff / max_ref;
 }
 
-static inline int test_finish(const char *name, const TestCounts *c) {
-    printf("%s: %d passed, %d failed\n", name, c->passed, c->failed);
+// A sub-case that cannot run here: TEST_SKIP says why and counts it in *skipped, an int of the
+// caller's that goes to test_finish_skipped: a skipped case is reported, never counted as passed.
+#define TEST_SKIP(skipped, ...)   \
+    do {                          \
+        (*(skipped))++;           \
+        printf("SKIP: ");         \
+        printf(__VA_ARGS__);      \
+        putchar('\n');            \
+    } while (0)
+
+// Print "name: N passed, N failed, N skipped"; the exit code: 0 only when nothing failed and
+// something passed.
+static inline int test_finish_skipped(const char *name, const TestCounts *c, int skipped) {
+    printf("%s: %d passed, %d failed, %d skipped\n", name, c->passed, c->failed, skipped);
     return c->failed == 0 && c->passed > 0 ? 0 : 1;
 }
+
+static inline int test_finish(const char *name, const TestCounts *c) { return test_finish_skipped(name, c, 0); }

@@ -1,25 +1,35 @@
 # common.sh: shared helpers for the script tests. Source it; call `finish` at the end.
-# Each `check` counts a pass or a failure; `finish` prints "N passed, N failed" and exits
-# non-zero on any failure, so a script test cannot pass by falling off its end.
+# Each `check` counts a pass or a failure (and returns 0 or 1, so `check ... || continue` works);
+# `skip_case` counts a sub-case that cannot run here and says why; `finish` prints
+# "N passed, N failed, N skipped" and exits non-zero on any failure or when nothing passed, so a
+# script test cannot pass by falling off its end, and a skipped case is never counted as passed.
+# `skip_test` ends the whole test as SKIP (exit 77, ctest's SKIP_RETURN_CODE).
 set -u
 : "${VQVAE_BIN:?VQVAE_BIN must point to the vqvae_dist binary (ctest sets it)}"
 : "${VQ_SOURCE_DIR:?VQ_SOURCE_DIR must point to the repository (ctest sets it)}"
 PASSED=0
 FAILED=0
+SKIPPED=0
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vqtest.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 SMOKE="$VQ_SOURCE_DIR/configs/smoke.yaml"
 
 pass() { PASSED=$((PASSED + 1)); echo "ok: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
-check() {  # check "description" command...
+fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; return 1; }
+skip_case() { SKIPPED=$((SKIPPED + 1)); echo "SKIP: $*"; }   # skip_case "what, and why it cannot run here"
+check() {  # check "description" command...: returns 0 on a pass, 1 on a failure
     local what=$1; shift
     if "$@"; then pass "$what"; else fail "$what"; fi
 }
 finish() {
-    echo "$(basename "$0" .sh): $PASSED passed, $FAILED failed"
+    echo "$(basename "$0" .sh): $PASSED passed, $FAILED failed, $SKIPPED skipped"
     [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
     exit $?
+}
+# skip_test "why": the whole test cannot run here: SKIP (exit 77; lib/gpu.sh has the GPU tests' own).
+skip_test() {
+    echo "$(basename "$0" .sh): SKIP: $*"
+    exit 77
 }
 # The Python that can import h5py and numpy (for comparing checkpoints), or empty.
 py_h5() {
@@ -38,9 +48,17 @@ compare_h5() {
 # Last JSON value of KEY in metrics.jsonl lines of KIND (train|eval); FIRST: the first one.
 metric() {  # metric FILE KIND KEY [first|last]
     local line
-    if [ "${4:-last}" = first ]; then line=$(grep "\"kind\":\"$2\"" "$1" | head -n 1)
-    else line=$(grep "\"kind\":\"$2\"" "$1" | tail -n 1); fi
+    if [ "${4:-last}" = first ]; then line=$(grep "\"kind\":\"$2\"" "$1" 2>/dev/null | head -n 1)
+    else line=$(grep "\"kind\":\"$2\"" "$1" 2>/dev/null | tail -n 1); fi
     echo "$line" | sed -n "s/.*\"$3\":\([^,}]*\).*/\1/p"
+}
+# same_metric FILE_A FILE_B KIND KEY: the last KEY of KIND is there in both files and equal as
+# text (the same float printed the same way). A metric missing from either file is a failure.
+same_metric() {
+    local a b
+    a=$(metric "$1" "$3" "$4") b=$(metric "$2" "$3" "$4")
+    echo "  $4: '$a' vs '$b'"
+    [ -n "$a" ] && [ -n "$b" ] && [ "$a" = "$b" ]
 }
 # float comparison: fcmp "a < b"
 fcmp() { awk "BEGIN { exit !($1) }"; }

@@ -74,8 +74,8 @@ def main():
                     bad += 1
                     continue
                 pairs.append((f"{g}/{key}", np.asarray(a[key]), np.asarray(b[key])))
-    if match is not None and not pairs:
-        print(f"no dataset matches --match={match.pattern}")
+    if not pairs:   # nothing compared proves nothing
+        print(f"no dataset to compare in {groups}" + (f" matching --match={match.pattern}" if match else ""))
         bad += 1
 
     # --outliers: the elements beyond their dataset's tolerance, if there are few enough of them.

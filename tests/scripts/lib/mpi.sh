@@ -3,7 +3,8 @@
 #   mpi_require_program NAME        fail (exit 1) with a hint when $VQ_BUILD_DIR/NAME is missing
 #   mpi_cmd NP                      set the array MPI_CMD to the mpirun command line for NP ranks:
 #                                   "${MPI_CMD[@]}" PROGRAM ARGS (works under `timeout`, a function would not)
-#   MPI_ERRORS / mpi_pass / mpi_fail MESSAGE / mpi_summary NAME   "N passed, N failed" bookkeeping
+#   mpi_is_openmpi4                 true when VQ_MPIEXEC is Open MPI 4 (its orte_* switches exist)
+# The pass/fail/skip bookkeeping is lib/common.sh's (source it first).
 # VQ_MPIEXEC and VQ_BUILD_DIR come from ctest (CMakeLists.txt); defaults allow running by hand.
 
 VQ_MPIEXEC=${VQ_MPIEXEC:-mpirun}
@@ -31,15 +32,6 @@ mpi_cmd() {
     MPI_CMD=("$VQ_MPIEXEC" "${MPI_FLAGS[@]}" -np "$1")
 }
 
-MPI_PASSED=0
-MPI_FAILED=0
-mpi_pass() { MPI_PASSED=$((MPI_PASSED + 1)); echo "ok: $1"; }
-mpi_fail() { MPI_FAILED=$((MPI_FAILED + 1)); echo "FAIL: $1"; }
-# Print the totals and exit non-zero when anything failed (or nothing ran).
-mpi_summary() {
-    echo "$1: $MPI_PASSED passed, $MPI_FAILED failed"
-    if [ "$MPI_FAILED" -ne 0 ] || [ "$MPI_PASSED" -eq 0 ]; then
-        exit 1
-    fi
-    exit 0
+mpi_is_openmpi4() {
+    "$VQ_MPIEXEC" --version 2>&1 | grep -Eq "\((Open MPI|OpenRTE)\) 4\."
 }
