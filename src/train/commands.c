@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 
 #include "../core/common.h"
-#include "../io/checkpoint.h"
 #include "../io/h5dump.h"
 #include "../io/image_png.h"
 #include "trainer.h"
@@ -131,7 +130,7 @@ static void save_state(Trainer *t, const char *path) {
     trainer_fill_meta(t, &meta);
     char *yaml = config_to_yaml(&t->cfg);
     char err[1024];
-    if (checkpoint_save(path, &st, &meta, yaml, err, sizeof err) != 0) fatal("%s", err);
+    if (model_state_save(path, &st, &meta, yaml, err, sizeof err) != 0) fatal("%s", err);
     free(yaml);
 }
 

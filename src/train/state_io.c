@@ -1,11 +1,10 @@
-// state_io.c: saving and restoring the full training state through src/io/checkpoint.
+// state_io.c: saving and restoring the full training state (model_state.c, src/io/checkpoint.h).
 // Rank 0 reads and writes files; the other ranks receive the state by broadcast, and every
 // outcome (written, failed, restored) is agreed so no rank goes on alone.
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/common.h"
-#include "../io/checkpoint.h"
 #include "trainer.h"
 
 static size_t state_floats(const Model *m) { return m->registry.total_count + 2 * m->registry.trainable_count; }
@@ -23,7 +22,7 @@ static CheckpointState host_state(Trainer *t) {
 }
 
 void trainer_fill_meta(const Trainer *t, CheckpointMeta *meta) {
-    memset(meta, 0, sizeof *meta);
+    checkpoint_meta_init(meta);
     meta->step = t->step;
     meta->epoch = t->position.epoch;
     meta->epoch_offset = t->position.offset;
@@ -32,6 +31,10 @@ void trainer_fill_meta(const Trainer *t, CheckpointMeta *meta) {
     meta->world_size = t->dist->world;
     copy_string(meta->arch, sizeof meta->arch, t->cfg.arch);
     copy_string(meta->quantizer, sizeof meta->quantizer, t->cfg.quantizer);
+    meta->data_variance = t->model.data_variance;
+    meta->image_channels = t->model.in_channels;
+    meta->image_height = t->model.height;
+    meta->image_width = t->model.width;
     meta->adam_step = t->state_host.adam_steps;
     meta->lr = t->cfg.lr;
     meta->beta1 = t->cfg.beta1;
@@ -61,7 +64,7 @@ void trainer_save_checkpoint(Trainer *t) {
         char *yaml = config_to_yaml(&t->cfg);
         char path[CONFIG_STRING_MAX + 64], err[1024];
         double t0 = wall_time_seconds();
-        if (checkpoint_save_in_dir(t->cfg.checkpoint_dir, &st, &meta, yaml, t->cfg.checkpoint_keep, path, sizeof path,
+        if (model_state_save_in_dir(t->cfg.checkpoint_dir, &st, &meta, yaml, t->cfg.checkpoint_keep, path, sizeof path,
                                    err, sizeof err) != 0) {
             log_warn("writing the checkpoint of step %lld failed: %s", (long long)t->step, err);
             failed = 1;
@@ -82,7 +85,7 @@ static int load_first_good(Trainer *t, char **paths, int count, int fall_back, C
                            CheckpointMeta *meta, char *chosen, size_t chosen_len, char *err, size_t err_len) {
     for (int i = 0; i < count; i++) {
         char *yaml = NULL;
-        int rc = checkpoint_load(paths[i], st, meta, &yaml, err, err_len);
+        int rc = model_state_load(paths[i], st, 1, meta, &yaml, err, err_len);
         if (rc == 0 && yaml) {
             Config stored;
             config_defaults(&stored);

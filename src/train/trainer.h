@@ -6,11 +6,11 @@
 #include <stdio.h>
 
 #include "../dist/dist.h"
-#include "../io/checkpoint.h"
 #include "../io/config.h"
 #include "../io/dataset.h"
 #include "../io/sampler.h"
 #include "../model/vqvae.h"
+#include "model_state.h"
 
 // Metrics of one logged step or of an evaluation, already reduced over ranks.
 typedef struct {
