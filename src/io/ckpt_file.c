@@ -1,15 +1,11 @@
 // ckpt_file.c: one checkpoint file: the table of metadata attributes, save, load, read_meta.
 // Loading never exits: a bad file is an error the caller can recover from (`--resume auto` then
 // tries the previous checkpoint).
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "../core/common.h"
 #include "ckpt_internal.h"
@@ -146,56 +142,26 @@ int checkpoint_save(const char *path, const CkptTensor *tensors, int count, cons
                     const char *config_yaml, char *err, size_t err_len) {
     CkptCtx ctx = {path, err, err_len}, *cx = &ctx;
     if (ckpt_check_finite(tensors, count, cx) != 0) return -1;
-    char tmp[CKPT_PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return set_error(err, err_len, "checkpoint path too long: '%s'", path);
-
     CkptQuiet quiet = ckpt_quiet_begin();
+    CkptImage im;
     int rc = -1;
-    hid_t fapl = H5I_INVALID_HID, f = H5I_INVALID_HID;
-    TRY_H5(cx, fapl = H5Pcreate(H5P_FILE_ACCESS), "/");
-    // v1.10 object headers and superblock carry checksums; h5py >= 2.7 (HDF5 1.10) reads them.
-    TRY_H5(cx, H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), "/");
-    TRY_H5(cx, H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "/");   // close really closes
-    TRY_H5(cx, f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "/");
-    if (write_contents(f, tensors, count, meta, config_yaml, cx) != 0) goto cleanup;
-    hid_t closing = f;
-    f = H5I_INVALID_HID;
-    TRY_H5(cx, H5Fclose(closing), "/");   // flushes everything; a full disk shows up here
-    if (ckpt_commit_tmp(tmp, path, err, err_len) != 0) goto cleanup;
-    rc = 0;
+    hid_t f = ckpt_image_create(&im, cx);
+    if (f < 0) goto cleanup;
+    if (write_contents(f, tensors, count, meta, config_yaml, cx) != 0) {
+        H5Fclose(f);   // in memory: nothing on disk to flush or to fail
+        if (im.closed) ckpt_image_free(&im);
+        goto cleanup;
+    }
+    if (ckpt_image_finish(f, &im, cx) != 0) goto cleanup;
+    ckpt_seal(im.mem, im.len);
+    rc = ckpt_write_file(path, im.mem, im.len, err, err_len);
+    ckpt_image_free(&im);
 cleanup:
-    ckpt_h5_close(f);
-    ckpt_h5_close(fapl);
     ckpt_quiet_end(quiet);
-    if (rc != 0) unlink(tmp);   // an existing checkpoint at path was never touched
     return rc;
 }
 
 // ---- open and metadata ---------------------------------------------------------------------
-
-// The checks before HDF5 sees the file: "No such file" or "Permission denied" say more than
-// HDF5's stack does.
-static int precheck_file(const CkptCtx *cx) {
-    struct stat st;
-    int fd = open(cx->path, O_RDONLY);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        set_error(cx->err, cx->err_len, "cannot open checkpoint '%s': %s", cx->path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    close(fd);
-    if (S_ISDIR(st.st_mode))
-        return set_error(cx->err, cx->err_len, "checkpoint '%s' is a folder; give a checkpoint file, or the folder "
-                         "with --resume auto", cx->path);
-    if (st.st_size == 0)
-        return set_error(cx->err, cx->err_len, "checkpoint '%s' is empty (0 bytes): the file is truncated; use an "
-                         "older checkpoint (--resume auto falls back automatically)", cx->path);
-    if (H5Fis_hdf5(cx->path) == 0)
-        return set_error(cx->err, cx->err_len, "'%s' is not an HDF5 file (no HDF5 signature), so not a vqvae_dist "
-                         "checkpoint", cx->path);
-    return 0;
-}
 
 // 'format' is vqvae_dist and 'version' one we read.
 static int check_format(hid_t f, const CkptCtx *cx) {
@@ -225,31 +191,23 @@ static int check_format(hid_t f, const CkptCtx *cx) {
                      CHECKPOINT_FORMAT_VERSION, written_by[0] ? written_by : "(a newer release)");
 }
 
-hid_t ckpt_open(const CkptCtx *cx) {
-    hid_t fapl = H5I_INVALID_HID, f = H5I_INVALID_HID;
-    if (precheck_file(cx) != 0) return H5I_INVALID_HID;
-    TRY_H5(cx, fapl = H5Pcreate(H5P_FILE_ACCESS), "/");
-    TRY_H5(cx, H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "/");
-    if ((f = H5Fopen(cx->path, H5F_ACC_RDONLY, fapl)) < 0) {
-        char inner[256];
-        ckpt_h5_innermost(inner, sizeof inner);
-        if (strstr(inner, "unable to lock"))   // H5FD_sec2: "unable to lock file, errno = 11, ..."
-            set_error(cx->err, cx->err_len, "cannot open checkpoint '%s' (HDF5: %s): another process has it open for "
-                      "writing, or this file system has no file locks (then set HDF5_USE_FILE_LOCKING=FALSE)",
-                      cx->path, inner);
-        else
-            set_error(cx->err, cx->err_len, "cannot open checkpoint '%s' (HDF5: %s): the file is truncated or "
-                      "corrupt; use an older checkpoint (--resume auto falls back automatically)", cx->path,
-                      inner[0] ? inner : "unknown error");
-        goto cleanup;
+hid_t ckpt_open(const CkptCtx *cx, int *verified) {
+    size_t len;
+    unsigned char *bytes = ckpt_read_file(cx, &len);
+    if (!bytes) return H5I_INVALID_HID;
+    hid_t f = H5I_INVALID_HID;
+    int sum = ckpt_verify(bytes, len, cx);
+    if (sum >= 0) f = ckpt_image_open(bytes, len, cx);
+    free(bytes);
+    if (f >= 0 && check_format(f, cx) != 0) {
+        ckpt_h5_close(f);
+        f = H5I_INVALID_HID;
     }
-    if (check_format(f, cx) != 0) goto cleanup;
-    ckpt_h5_close(fapl);
+    if (f >= 0 && sum == 0 && !verified)
+        log_warn("checkpoint '%s' has no whole-file checksum (written by vqvae_dist 0.1.0 or by another program): "
+                 "only its datasets' checksums are verified", cx->path);
+    if (verified) *verified = sum;
     return f;
-cleanup:
-    ckpt_h5_close(f);
-    ckpt_h5_close(fapl);
-    return H5I_INVALID_HID;
 }
 
 int ckpt_read_meta_attrs(hid_t f, int optim_mode, CheckpointMeta *meta, char **config_out, const CkptCtx *cx) {
@@ -292,7 +250,7 @@ int checkpoint_read_meta(const char *path, CheckpointMeta *meta, char **config_y
     char *config = NULL;
     int rc = -1;
     if (config_yaml_out) *config_yaml_out = NULL;
-    hid_t f = ckpt_open(&cx);
+    hid_t f = ckpt_open(&cx, NULL);
     if (f >= 0 && ckpt_read_meta_attrs(f, CKPT_OPTIM_IF_PRESENT, &m, &config, &cx) == 0) {
         if (meta) *meta = m;
         if (config_yaml_out) *config_yaml_out = config;
@@ -335,7 +293,7 @@ int checkpoint_load(const char *path, CkptTensor *tensors, int count, int flags,
     CheckpointMeta mt;
     CkptQuiet quiet = ckpt_quiet_begin();
     int rc = -1;
-    hid_t f = ckpt_open(cx);
+    hid_t f = ckpt_open(cx, NULL);
     if (f < 0 || ckpt_read_meta_attrs(f, with_optim ? CKPT_OPTIM_REQUIRED : CKPT_OPTIM_SKIP, &mt, &config, cx) != 0 ||
         read_tensors(f, tensors, wanted, count, scratch, cx) != 0)
         goto cleanup;

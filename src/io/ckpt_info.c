@@ -115,7 +115,7 @@ int checkpoint_print_info(const char *path, char *err, size_t err_len) {
     int rc = -1;
     CheckpointMeta m;
     char *config = NULL;
-    hid_t f = ckpt_open(cx);
+    hid_t f = ckpt_open(cx, NULL);
     if (f < 0 || ckpt_read_meta_attrs(f, CKPT_OPTIM_IF_PRESENT, &m, &config, cx) != 0) goto cleanup;
     print_meta(&m, path);
     printf("\n");

@@ -1,7 +1,8 @@
 // ckpt_internal.h: what the checkpoint files of src/io share (not part of the io interface).
 //   ckpt_h5.c         HDF5 errors, attributes, named float32 datasets, strict group members
 //   ckpt_file.c       one checkpoint file: the metadata table, save, load, read_meta
-//   ckpt_integrity.c  values and checksums, atomic writes (tmp, fsync, rename)
+//   ckpt_image.c      HDF5 files built and parsed in memory
+//   ckpt_integrity.c  values and checksums, whole files read and written atomically
 //   ckpt_dir.c        a folder of checkpoints: keep N, `latest`, resume candidates
 //   ckpt_info.c       `vqvae_dist info`
 #pragma once
@@ -17,6 +18,11 @@
 #endif
 
 enum { CKPT_PATH_MAX = PATH_MAX + 16 };   // room for ".tmp"
+// The first bytes of the file: the user block HDF5 leaves alone, holding our checksum header
+// (ckpt_integrity.c); HDF5's own data starts after it.
+enum { CKPT_USERBLOCK = 512 };
+#define CKPT_HDF5_SIGNATURE "\x89HDF\r\n\x1a\n"
+#define CKPT_HEADER_MAGIC "vqvae_dist checkpoint\n"
 
 // The file an operation is about and where its error message goes. Every message names the file.
 typedef struct {
@@ -91,15 +97,45 @@ int ckpt_check_finite(const CkptTensor *tensors, int count, const CkptCtx *cx);
 int ckpt_check_values(const char *full_name, const float *x, int64_t n, int non_negative, const CkptCtx *cx);
 // 1 when the dataset's creation property list has the fletcher32 filter.
 int ckpt_has_fletcher32(hid_t dcpl);
-// tmp is complete and closed: fsync it, rename it over path, fsync the folder.
-int ckpt_commit_tmp(const char *tmp, const char *path, char *err, size_t err_len);
-// Write text to path atomically (path.tmp, fsync, rename, fsync of the folder).
+// Writes the checksum header into image[0, CKPT_USERBLOCK): CRC-32 of the bytes after it and the
+// file's length.
+void ckpt_seal(unsigned char *image, size_t len);
+// Checks the header of a whole file in memory before HDF5 parses it. Returns 1 when the checksum
+// matched, 0 for a file without one (written before checksums, or by another program), -1 with
+// an error naming the file when it is damaged, truncated, or not HDF5 at all.
+int ckpt_verify(const unsigned char *bytes, size_t len, const CkptCtx *cx);
+// The whole file in memory (malloc'd), with clear messages for a missing file, a folder, an empty
+// file. NULL on error.
+unsigned char *ckpt_read_file(const CkptCtx *cx, size_t *len_out);
+// Writes bytes to path atomically, after checking the folder has room for them: the message of a
+// full disk says how much the file needs and how much is free.
+int ckpt_write_file(const char *path, const unsigned char *bytes, size_t len, char *err, size_t err_len);
+// ckpt_write_file of a string.
 int ckpt_write_text_atomic(const char *path, const char *text, char *err, size_t err_len);
+
+// ---- HDF5 files in memory (ckpt_image.c) ----
+
+typedef struct {
+    void *mem;     // the core driver's buffer, ours once the file is closed
+    size_t size;   // its size
+    size_t len;    // the file's length (<= size), set by ckpt_image_finish
+    int closed;
+} CkptImage;
+
+// A new, empty checkpoint file in memory (v1.10 format, with the user block).
+hid_t ckpt_image_create(CkptImage *im, const CkptCtx *cx);
+// Closes f and keeps its bytes in im (im->mem, im->len); ckpt_image_free releases them.
+int ckpt_image_finish(hid_t f, CkptImage *im, const CkptCtx *cx);
+void ckpt_image_free(CkptImage *im);
+// Opens bytes (a whole file, already verified) read-only.
+hid_t ckpt_image_open(const unsigned char *bytes, size_t len, const CkptCtx *cx);
 
 // ---- one file (ckpt_file.c) ----
 
-// Opens path read-only after checking it is a vqvae_dist checkpoint of a version we can read.
-hid_t ckpt_open(const CkptCtx *cx);
+// Reads path into memory, verifies its whole-file checksum, opens it with HDF5 and checks it is a
+// vqvae_dist checkpoint of a version we read. *verified: 1 = checksum matched, 0 = the file has
+// none (without `verified`, that is a warning on stderr).
+hid_t ckpt_open(const CkptCtx *cx, int *verified);
 // What ckpt_read_meta_attrs does with /optim's attributes.
 enum { CKPT_OPTIM_SKIP, CKPT_OPTIM_REQUIRED, CKPT_OPTIM_IF_PRESENT };
 // Root attributes and the config (and /optim's, per optim_mode); *config_out is malloc'd.

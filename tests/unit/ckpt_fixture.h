@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/common.h"
 #include "core/rng.h"
@@ -372,11 +373,16 @@ static int add_extra_dataset(const char *path, const char *name) {
     return rc < 0 ? -1 : 0;
 }
 
-// File offset of the (single) chunk of dataset `name`, or -1.
+// File offset of the (single) chunk of dataset `name`, or -1. HDF5 counts addresses from the
+// end of the user block.
 static long long chunk_address(const char *path, const char *name, long long *size_out) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return -1;
+    hid_t fcpl = H5Fget_create_plist(f);
+    hsize_t userblock = 0;
+    H5Pget_userblock(fcpl, &userblock);
+    H5Pclose(fcpl);
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     hsize_t origin[H5S_MAX_RANK] = {0};
     unsigned mask = 0;
@@ -386,7 +392,38 @@ static long long chunk_address(const char *path, const char *name, long long *si
     if (d >= 0) H5Dclose(d);
     H5Fclose(f);
     *size_out = (long long)size;
-    return rc < 0 || addr == HADDR_UNDEF ? -1 : (long long)addr;
+    return rc < 0 || addr == HADDR_UNDEF ? -1 : (long long)(addr + userblock);
+}
+
+// The checksum header as docs/CHECKPOINT.md describes it, written from scratch: the first 512
+// bytes are "vqvae_dist checkpoint\ncrc32 <8 hex>\nbytes <length>\n" and NULs; the CRC-32
+// (zlib's) covers the bytes after them.
+static int reseal(const char *path) {
+    size_t len;
+    unsigned char *buf = read_bytes(path, &len);
+    if (!buf || len < 512) {
+        free(buf);
+        return -1;
+    }
+    uLong crc = crc32_z(crc32_z(0, Z_NULL, 0), buf + 512, len - 512);
+    memset(buf, 0, 512);
+    snprintf((char *)buf, 512, "vqvae_dist checkpoint\ncrc32 %08lx\nbytes %zu\n", crc, len);
+    int rc = write_bytes(path, buf, len);
+    free(buf);
+    return rc;
+}
+
+// A file as from before checksums: no header (the user block all zero).
+static int unseal(const char *path) {
+    size_t len;
+    unsigned char *buf = read_bytes(path, &len);
+    int rc = -1;
+    if (buf && len >= 512) {
+        memset(buf, 0, 512);
+        rc = write_bytes(path, buf, len);
+    }
+    free(buf);
+    return rc;
 }
 
 static int flip_byte_at(const char *path, long long offset) {
