@@ -73,8 +73,10 @@ enum { CKPT_LOAD_OPTIM = 1 };   // read /optim (required) and the list's "optim/
 int checkpoint_load(const char *path, CkptTensor *tensors, int count, int flags, CheckpointMeta *meta,
                     char **config_yaml_out, char *err, size_t err_len);
 
-// Only the attributes and the config (no tensors): for `vqvae_dist info` and resume.
-int checkpoint_read_meta(const char *path, CheckpointMeta *meta, char **config_yaml_out, char *err, size_t err_len);
+// Only the attributes and the config (no tensors). With CKPT_LOAD_OPTIM also /optim's attributes
+// when the file has /optim (meta->has_optim); without it /optim is not looked at.
+int checkpoint_read_meta(const char *path, int flags, CheckpointMeta *meta, char **config_yaml_out, char *err,
+                         size_t err_len);
 
 // ---- a folder of checkpoints: DIR/ckpt_00001000.h5 ..., DIR/latest (a text file with the name) ----
 
@@ -90,3 +92,13 @@ int checkpoint_list_in_dir(const char *dir, char **paths, int max_paths);
 
 // Print a human summary of a checkpoint (attrs, tensors with shapes and norms) to stdout.
 int checkpoint_print_info(const char *path, char *err, size_t err_len);
+
+// An exclusive lock on a checkpoint folder for the length of a training run: flock on DIR/lock
+// (created if needed, with the holder's PID and host written into it). A second run is refused
+// with a message naming the folder and the holder; a lock left by a killed run is gone with it.
+// On a file system without locks: a warning, and 0. Either way unlock it at the end.
+typedef struct {
+    int fd;
+} CkptDirLock;
+int checkpoint_dir_lock(const char *dir, CkptDirLock *lock, char *err, size_t err_len);
+void checkpoint_dir_unlock(CkptDirLock *lock);

@@ -1,11 +1,13 @@
-// ckpt_dir.c: a folder of checkpoints: DIR/ckpt_<step>.h5, the `latest` pointer, keep N, and the
-// candidates for `--resume auto`.
+// ckpt_dir.c: a folder of checkpoints: DIR/ckpt_<step>.h5, the `latest` pointer, keep N, the
+// candidates for `--resume auto`, and the lock that keeps a second run out.
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -145,4 +147,59 @@ int checkpoint_list_in_dir(const char *dir, char **paths, int max_paths) {
     }
     free_scan(files, count);
     return n;
+}
+
+// ---- the lock ------------------------------------------------------------------------------
+
+// What the holder wrote into the lock file ("pid 123 on host"), or "unknown" when it is empty.
+static void lock_holder(int fd, char *buf, size_t len) {
+    ssize_t n = pread(fd, buf, len - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = '\0';
+    for (ssize_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] < 0x20) buf[i] = '?';
+    if (!buf[0]) copy_string(buf, len, "unknown (it has not written its PID yet)");
+}
+
+int checkpoint_dir_lock(const char *dir, CkptDirLock *lock, char *err, size_t err_len) {
+    lock->fd = -1;
+    char why[CKPT_PATH_MAX + 128], path[CKPT_PATH_MAX];
+    if (make_dirs(dir, why, sizeof why) != 0)
+        return set_error(err, err_len, "cannot create checkpoint folder (checkpoint.dir): %s", why);
+    if (snprintf(path, sizeof path, "%s/lock", dir) >= (int)sizeof path)
+        return set_error(err, err_len, "checkpoint folder path too long: '%s'", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return set_error(err, err_len, "cannot open the lock file '%s': %s", path, strerror(errno));
+    // flock, not a lock file's mere existence: the kernel drops it when the holder exits in any
+    // way (kill -9 included), so a stale file never blocks a resume.
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int saved = errno;
+        if (saved == EWOULDBLOCK) {
+            char holder[160];
+            lock_holder(fd, holder, sizeof holder);
+            close(fd);
+            return set_error(err, err_len, "checkpoint.dir '%s' is in use by another training run (%s holds %s); "
+                             "two runs in one folder would overwrite each other's checkpoints: wait for it to end, "
+                             "stop it, or give this run another checkpoint.dir", dir, holder, path);
+        }
+        // No locks on this file system (some network mounts): run unprotected, but say so.
+        log_warn("cannot lock '%s' (%s): nothing stops a second run from using checkpoint.dir '%s' at the same time",
+                 path, strerror(saved), dir);
+    }
+    char me[160], host[64] = "";
+    gethostname(host, sizeof host - 1);
+    int n = snprintf(me, sizeof me, "pid %ld on %s\n", (long)getpid(), host[0] ? host : "this host");
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, me, (size_t)n, 0) != n)   // only informative: the flock is the lock
+        log_warn("cannot write this run's PID into '%s': %s", path, strerror(errno));
+    lock->fd = fd;
+    return 0;
+}
+
+void checkpoint_dir_unlock(CkptDirLock *lock) {
+    if (lock->fd < 0) return;
+    // The file stays: removing it could let a third run lock a new file while a second still
+    // waits on the old one.
+    flock(lock->fd, LOCK_UN);
+    close(lock->fd);
+    lock->fd = -1;
 }

@@ -164,7 +164,7 @@ cleanup:
 // ---- open and metadata ---------------------------------------------------------------------
 
 // 'format' is vqvae_dist and 'version' one we read.
-static int check_format(hid_t f, const CkptCtx *cx) {
+int ckpt_check_format(hid_t f, const CkptCtx *cx) {
     char format[64] = "", written_by[32] = "";
     int64_t version = 0;
     int has = ckpt_attr_exists(f, "/", "format", cx);
@@ -191,7 +191,7 @@ static int check_format(hid_t f, const CkptCtx *cx) {
                      CHECKPOINT_FORMAT_VERSION, written_by[0] ? written_by : "(a newer release)");
 }
 
-hid_t ckpt_open(const CkptCtx *cx, int *verified) {
+hid_t ckpt_open_unchecked(const CkptCtx *cx, int *verified) {
     size_t len;
     unsigned char *bytes = ckpt_read_file(cx, &len);
     if (!bytes) return H5I_INVALID_HID;
@@ -199,14 +199,20 @@ hid_t ckpt_open(const CkptCtx *cx, int *verified) {
     int sum = ckpt_verify(bytes, len, cx);
     if (sum >= 0) f = ckpt_image_open(bytes, len, cx);
     free(bytes);
-    if (f >= 0 && check_format(f, cx) != 0) {
-        ckpt_h5_close(f);
-        f = H5I_INVALID_HID;
-    }
-    if (f >= 0 && sum == 0 && !verified)
-        log_warn("checkpoint '%s' has no whole-file checksum (written by vqvae_dist 0.1.0 or by another program): "
-                 "only its datasets' checksums are verified", cx->path);
     if (verified) *verified = sum;
+    return f;
+}
+
+hid_t ckpt_open(const CkptCtx *cx) {
+    int verified;
+    hid_t f = ckpt_open_unchecked(cx, &verified);
+    if (f >= 0 && ckpt_check_format(f, cx) != 0) {
+        ckpt_h5_close(f);
+        return H5I_INVALID_HID;
+    }
+    if (f >= 0 && verified == 0)
+        log_warn("checkpoint '%s' has no whole-file checksum (written by an older vqvae_dist or by another program): "
+                 "only its datasets' checksums are verified", cx->path);
     return f;
 }
 
@@ -243,15 +249,17 @@ cleanup:
     return rc;
 }
 
-int checkpoint_read_meta(const char *path, CheckpointMeta *meta, char **config_yaml_out, char *err, size_t err_len) {
+int checkpoint_read_meta(const char *path, int flags, CheckpointMeta *meta, char **config_yaml_out, char *err,
+                         size_t err_len) {
     CkptCtx cx = {path, err, err_len};
     CkptQuiet quiet = ckpt_quiet_begin();
     CheckpointMeta m;
     char *config = NULL;
     int rc = -1;
     if (config_yaml_out) *config_yaml_out = NULL;
-    hid_t f = ckpt_open(&cx, NULL);
-    if (f >= 0 && ckpt_read_meta_attrs(f, CKPT_OPTIM_IF_PRESENT, &m, &config, &cx) == 0) {
+    hid_t f = ckpt_open(&cx);
+    int optim_mode = (flags & CKPT_LOAD_OPTIM) ? CKPT_OPTIM_IF_PRESENT : CKPT_OPTIM_SKIP;
+    if (f >= 0 && ckpt_read_meta_attrs(f, optim_mode, &m, &config, &cx) == 0) {
         if (meta) *meta = m;
         if (config_yaml_out) *config_yaml_out = config;
         else free(config);
@@ -293,7 +301,7 @@ int checkpoint_load(const char *path, CkptTensor *tensors, int count, int flags,
     CheckpointMeta mt;
     CkptQuiet quiet = ckpt_quiet_begin();
     int rc = -1;
-    hid_t f = ckpt_open(cx, NULL);
+    hid_t f = ckpt_open(cx);
     if (f < 0 || ckpt_read_meta_attrs(f, with_optim ? CKPT_OPTIM_REQUIRED : CKPT_OPTIM_SKIP, &mt, &config, cx) != 0 ||
         read_tensors(f, tensors, wanted, count, scratch, cx) != 0)
         goto cleanup;

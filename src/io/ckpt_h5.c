@@ -18,10 +18,16 @@ enum { CKPT_CHUNK_MAX_BYTES = 16 << 20 };
 
 // ---- errors and handles --------------------------------------------------------------------
 
+// VQ_HDF5_ERRORS=1 leaves HDF5's own report on (to debug HDF5 itself); our message comes as well.
+static int hdf5_errors_wanted(void) {
+    const char *v = getenv("VQ_HDF5_ERRORS");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
 CkptQuiet ckpt_quiet_begin(void) {
     CkptQuiet q = {NULL, NULL};
     H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (!hdf5_errors_wanted()) H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     return q;
 }
 
@@ -391,7 +397,7 @@ int ckpt_dataset_read(hid_t f, const CkptTensor *t, float *out, const CkptCtx *c
         char inner[256];
         ckpt_h5_innermost(inner, sizeof inner);
         set_error(cx->err, cx->err_len, "checksum mismatch or unreadable data in dataset '%s' of %s (HDF5: %s): the "
-                  "file is corrupt; use an older checkpoint (--resume auto falls back automatically)", full,
+                  "file is corrupt; use an older checkpoint", full,
                   cx->path, inner[0] ? inner : "read failed");
         goto cleanup;
     }

@@ -123,7 +123,7 @@ hid_t ckpt_image_open(const unsigned char *bytes, size_t len, const CkptCtx *cx)
         char inner[256];
         ckpt_h5_innermost(inner, sizeof inner);
         set_error(cx->err, cx->err_len, "cannot open checkpoint '%s' (HDF5: %s): the file is truncated or corrupt; "
-                  "use an older checkpoint (--resume auto falls back automatically)", cx->path,
+                  "use an older checkpoint", cx->path,
                   inner[0] ? inner : "unknown error");
     }
 cleanup:

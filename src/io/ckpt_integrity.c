@@ -33,9 +33,8 @@ int ckpt_check_values(const char *full_name, const float *x, int64_t n, int non_
     for (int64_t i = 0; i < n; i++) {
         if (!isfinite(x[i]) || (non_negative && x[i] < 0.0f))
             return set_error(cx->err, cx->err_len, "'%s' in %s holds %s value %g at flat index %lld: the training "
-                             "state had diverged (or the file is corrupt); use an older checkpoint (--resume auto "
-                             "falls back automatically)", full_name, cx->path,
-                             isfinite(x[i]) ? "a negative" : "a non-finite", (double)x[i], (long long)i);
+                             "state had diverged (or the file is corrupt); use an older checkpoint", full_name,
+                             cx->path, isfinite(x[i]) ? "a negative" : "a non-finite", (double)x[i], (long long)i);
     }
     return 0;
 }
@@ -106,8 +105,7 @@ static int verify_unsealed(const unsigned char *bytes, size_t len, const CkptCtx
         // Our writer puts exactly this user block there: anything else in it is damage.
         if (at == CKPT_USERBLOCK && !all_zero(bytes, CKPT_USERBLOCK))
             return set_error(cx->err, cx->err_len, "the checksum header of checkpoint '%s' (its first %d bytes) is "
-                             "damaged: the file is corrupt; use an older checkpoint (--resume auto falls back "
-                             "automatically)", cx->path, CKPT_USERBLOCK);
+                             "damaged: the file is corrupt; use an older checkpoint", cx->path, CKPT_USERBLOCK);
         return 0;
     }
     return set_error(cx->err, cx->err_len, "'%s' is not an HDF5 file (no HDF5 signature), so not a vqvae_dist "
@@ -118,24 +116,23 @@ int ckpt_verify(const unsigned char *bytes, size_t len, const CkptCtx *cx) {
     size_t magic = strlen(CKPT_HEADER_MAGIC);
     if (len < CKPT_USERBLOCK && memcmp(bytes, CKPT_HEADER_MAGIC, len < magic ? len : magic) == 0)
         return set_error(cx->err, cx->err_len, "checkpoint '%s' is truncated: it has %zu bytes, less than its %d-byte "
-                         "header; use an older checkpoint (--resume auto falls back automatically)", cx->path, len,
+                         "header; use an older checkpoint", cx->path, len,
                          CKPT_USERBLOCK);
     if (len < CKPT_USERBLOCK || memcmp(bytes, CKPT_HEADER_MAGIC, magic) != 0) return verify_unsealed(bytes, len, cx);
     uint32_t crc;
     unsigned long long want_len;
     if (parse_header(bytes, &crc, &want_len) != 0)
         return set_error(cx->err, cx->err_len, "the checksum header of checkpoint '%s' (its first %d bytes) is "
-                         "damaged: the file is corrupt; use an older checkpoint (--resume auto falls back "
-                         "automatically)", cx->path, CKPT_USERBLOCK);
+                         "damaged: the file is corrupt; use an older checkpoint", cx->path, CKPT_USERBLOCK);
     if (want_len != len)
         return set_error(cx->err, cx->err_len, "checkpoint '%s' is %s: it has %zu bytes, it was written with %llu; "
-                         "use an older checkpoint (--resume auto falls back automatically)", cx->path,
+                         "use an older checkpoint", cx->path,
                          len < want_len ? "truncated" : "corrupt (longer than written)", len, want_len);
     uint32_t got = body_crc(bytes, len);
     if (got != crc)
         return set_error(cx->err, cx->err_len, "checksum mismatch in checkpoint '%s': its bytes have CRC-32 %08x, it "
-                         "was written with %08x: the file is corrupt; use an older checkpoint (--resume auto falls "
-                         "back automatically)", cx->path, (unsigned)got, (unsigned)crc);
+                         "was written with %08x: the file is corrupt; use an older checkpoint", cx->path, (unsigned)got,
+                         (unsigned)crc);
     return 1;
 }
 
@@ -187,7 +184,7 @@ unsigned char *ckpt_read_file(const CkptCtx *cx, size_t *len_out) {
                       "--resume auto", cx->path);
         else
             set_error(cx->err, cx->err_len, "checkpoint '%s' is empty (0 bytes): the file is truncated; use an older "
-                      "checkpoint (--resume auto falls back automatically)", cx->path);
+                      "checkpoint", cx->path);
         close(fd);
         return NULL;
     }
@@ -223,7 +220,7 @@ static int no_space(const char *path, size_t need, char *err, size_t err_len) {
     free_space(path, dir, sizeof dir, &avail);
     return set_error(err, err_len, "not enough space for '%s': it needs %zu bytes (%.1f MiB), '%s' has %llu bytes "
                      "(%.1f MiB) free; free disk space, lower checkpoint.keep, or point checkpoint.dir at a larger "
-                     "disk, then resume with --resume auto", path, need, need / 1048576.0, dir, avail,
+                     "disk", path, need, need / 1048576.0, dir, avail,
                      avail / 1048576.0);
 }
 

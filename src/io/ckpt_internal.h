@@ -34,7 +34,7 @@ typedef struct {
 // ---- HDF5 errors and handles (ckpt_h5.c) ----
 
 // HDF5 prints its whole error stack to stderr by default. Each entry point silences that while it
-// works and puts the innermost reason into its own message instead.
+// works and puts the innermost reason into its own message instead (VQ_HDF5_ERRORS=1: both).
 typedef struct {
     H5E_auto2_t func;
     void *data;
@@ -132,10 +132,14 @@ hid_t ckpt_image_open(const unsigned char *bytes, size_t len, const CkptCtx *cx)
 
 // ---- one file (ckpt_file.c) ----
 
-// Reads path into memory, verifies its whole-file checksum, opens it with HDF5 and checks it is a
-// vqvae_dist checkpoint of a version we read. *verified: 1 = checksum matched, 0 = the file has
-// none (without `verified`, that is a warning on stderr).
-hid_t ckpt_open(const CkptCtx *cx, int *verified);
+// Reads path into memory, verifies its whole-file checksum and opens it with HDF5.
+// *verified: 1 = the checksum matched, 0 = the file has none.
+hid_t ckpt_open_unchecked(const CkptCtx *cx, int *verified);
+// 'format' is vqvae_dist and 'version' one this program reads (else an error naming the version
+// and the program that wrote it).
+int ckpt_check_format(hid_t f, const CkptCtx *cx);
+// Both, and a warning on stderr for a file without a whole-file checksum.
+hid_t ckpt_open(const CkptCtx *cx);
 // What ckpt_read_meta_attrs does with /optim's attributes.
 enum { CKPT_OPTIM_SKIP, CKPT_OPTIM_REQUIRED, CKPT_OPTIM_IF_PRESENT };
 // Root attributes and the config (and /optim's, per optim_mode); *config_out is malloc'd.

@@ -141,6 +141,8 @@ static const KeySpec *find_key(const char *full) {
 }
 
 // Index of the first key of section `name`, or -1: sections exist only as key prefixes.
+int config_has_key(const char *full_key) { return find_key(full_key) != NULL; }
+
 static int find_section(const char *name) {
     size_t n = strlen(name);
     for (size_t i = 0; i < NUM_KEYS; i++)
@@ -647,8 +649,19 @@ int config_load_string(Config *cfg, const char *yaml_text, const char *source_na
 }
 
 int config_load_file(Config *cfg, const char *path, char *err, size_t err_len) {
-    char *text = read_text_file(path, NULL, err, err_len);
+    size_t len;
+    char *text = read_text_file(path, &len, err, err_len);
     if (!text) return -1;
+    // The parser reads a C string: everything after a NUL would be silently ignored.
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        int line = 1;
+        for (const char *p = text; p < nul; p++) line += *p == '\n';
+        set_error(err, err_len, "%s has a NUL byte at offset %zu (line %d); a config is text: remove it (the file "
+                  "may be damaged or not a YAML file)", path, (size_t)(nul - text), line);
+        free(text);
+        return -1;
+    }
     int rc = config_load_string(cfg, text, path, err, err_len);
     free(text);
     return rc;

@@ -81,5 +81,11 @@ char *config_to_yaml(const Config *cfg);
 // 0 when a and b describe the same network (model.* and quantizer.type/num_embeddings), else -1
 // with a message naming the first key that differs and both values.
 int config_same_architecture(const Config *a, const Config *b, char *err, size_t err_len);
+// 1 when full_key ("section.key") is a key of this program's config.
+int config_has_key(const char *full_key);
+// The keys of a YAML config text that this program does not know (a config written by a newer
+// version): their number, and up to a line of them, comma-separated, in list. -1 when the text is
+// not YAML this scan can follow (config_load_string then says why).
+int config_unknown_keys(const char *yaml_text, char *list, size_t list_len);
 // Print the table of keys (key, type, default, help) as markdown: used to generate docs/CONFIG.md.
 void config_print_reference(FILE *out);

@@ -27,13 +27,12 @@ static void resolve_config(Config *cfg, const CliArgs *args) {
 
 // The config of a command that reads a checkpoint: the stored config, then overrides.
 static void config_from_checkpoint(Config *cfg, const CliArgs *args) {
-    char err[1024];
+    char err[2048];
     CheckpointMeta meta;
     char *yaml = NULL;
-    if (checkpoint_read_meta(args->checkpoint, &meta, &yaml, err, sizeof err) != 0) fatal("%s", err);
-    config_defaults(cfg);
-    if (config_load_string(cfg, yaml, args->checkpoint, err, sizeof err) != 0)
-        fatal("the config stored in '%s' does not parse: %s", args->checkpoint, err);
+    if (checkpoint_read_meta(args->checkpoint, 0, &meta, &yaml, err, sizeof err) != 0 ||
+        model_state_config(cfg, yaml, args->checkpoint, &meta, err, sizeof err) != 0)
+        fatal("%s", err);
     free(yaml);
     apply_overrides(cfg, args);
 }
@@ -48,10 +47,13 @@ int command_train(const CliArgs *args, Dist *dist) {
     Config cfg;
     resolve_config(&cfg, args);
     print_config(&cfg);
+    CkptDirLock lock;
+    trainer_lock_checkpoint_dir(&cfg, dist, &lock);   // before anything is read or written there
     Trainer t;
     trainer_setup(&t, &cfg, dist, args->resume);
     TrainOutcome outcome = trainer_run(&t);
     trainer_free(&t);
+    checkpoint_dir_unlock(&lock);
     return outcome == TRAIN_STOPPED_RESUMABLE ? EXIT_RESUMABLE : EXIT_OK;
 }
 
@@ -59,7 +61,8 @@ int command_eval(const CliArgs *args, Dist *dist) {
     Config cfg;
     config_from_checkpoint(&cfg, args);
     Trainer t;
-    trainer_setup(&t, &cfg, dist, args->checkpoint);
+    trainer_setup(&t, &cfg, dist, NULL);
+    trainer_load_weights(&t, args->checkpoint);
     StepMetrics sm = trainer_evaluate(&t, &t.test_set);
     log_info("eval %s (step %lld): test nmse %.5f | recon mse %.6f | vq loss %.5f | perplexity %.1f | usage %.3f",
              args->checkpoint, (long long)t.step, sm.nmse, sm.recon_mse, sm.vq_loss, sm.perplexity, sm.usage);
@@ -71,7 +74,8 @@ int command_reconstruct(const CliArgs *args, Dist *dist) {
     Config cfg;
     config_from_checkpoint(&cfg, args);
     Trainer t;
-    trainer_setup(&t, &cfg, dist, args->checkpoint);
+    trainer_setup(&t, &cfg, dist, NULL);
+    trainer_load_weights(&t, args->checkpoint);
     Model *m = &t.model;
     int count = args->count;
     if (count > t.test_set.count) count = (int)t.test_set.count;

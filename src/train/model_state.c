@@ -55,3 +55,19 @@ int model_state_load(const char *path, CheckpointState *st, int with_optim, Chec
     return checkpoint_load(path, ts.items, ts.count, with_optim ? CKPT_LOAD_OPTIM : 0, meta, config_yaml, err,
                            err_len);
 }
+
+int model_state_config(Config *out, const char *yaml, const char *path, const CheckpointMeta *meta, char *err,
+                       size_t err_len) {
+    char unknown[400];
+    int n = config_unknown_keys(yaml, unknown, sizeof unknown);
+    if (n > 0)
+        return set_error(err, err_len, "the config stored in '%s' has %d key%s that this program (vqvae_dist %s) does "
+                         "not know: %s; the checkpoint was written by vqvae_dist %s: use that version or newer",
+                         path, n, n == 1 ? "" : "s", VQ_VERSION, unknown,
+                         meta->program_version[0] ? meta->program_version : "(unknown)");
+    config_defaults(out);
+    char why[1024];
+    if (config_load_string(out, yaml, path, why, sizeof why) != 0)
+        return set_error(err, err_len, "the config stored in '%s' does not parse: %s", path, why);
+    return 0;
+}

@@ -4,6 +4,7 @@
 // registry meets them.
 #pragma once
 #include "../io/checkpoint.h"
+#include "../io/config.h"
 #include "../model/params.h"
 
 // The training state in host memory, laid out by the registry: values has total_count floats;
@@ -37,3 +38,9 @@ int model_state_save_in_dir(const char *dir, const CheckpointState *st, const Ch
 // match the registry exactly; a failed load leaves st untouched.
 int model_state_load(const char *path, CheckpointState *st, int with_optim, CheckpointMeta *meta, char **config_yaml,
                      char *err, size_t err_len);
+
+// The config stored in a checkpoint (path), parsed on top of the defaults into out. A config with
+// keys this program does not know (written by a newer version) is refused naming the keys and
+// the version that wrote it (meta->program_version).
+int model_state_config(Config *out, const char *yaml, const char *path, const CheckpointMeta *meta, char *err,
+                       size_t err_len);

@@ -88,12 +88,11 @@ static int load_first_good(Trainer *t, char **paths, int count, int fall_back, C
         int rc = model_state_load(paths[i], st, 1, meta, &yaml, err, err_len);
         if (rc == 0 && yaml) {
             Config stored;
-            config_defaults(&stored);
-            char cfg_err[512];
-            if (config_load_string(&stored, yaml, paths[i], cfg_err, sizeof cfg_err) != 0 ||
-                config_same_architecture(&stored, &t->cfg, cfg_err, sizeof cfg_err) != 0) {
+            char cfg_err[1024];
+            if (model_state_config(&stored, yaml, paths[i], meta, err, err_len) != 0)
+                rc = -1;
+            else if (config_same_architecture(&stored, &t->cfg, cfg_err, sizeof cfg_err) != 0)
                 rc = set_error(err, err_len, "'%s' does not match this config: %s", paths[i], cfg_err);
-            }
         }
         free(yaml);
         if (rc == 0) {
@@ -169,4 +168,35 @@ int trainer_resume(Trainer *t, const char *resume) {
              (long long)meta.epoch_offset, (long long)meta.samples_seen,
              meta.world_size != t->dist->world ? " (written by another world size; the data order continues)" : "");
     return 1;
+}
+
+void trainer_load_weights(Trainer *t, const char *path) {
+    Model *m = &t->model;
+    int failed = 0;
+    CheckpointMeta meta;
+    checkpoint_meta_init(&meta);
+    CheckpointState st = host_state(t);
+    if (t->dist->rank == 0) {
+        CheckpointState values = {st.registry, st.values, NULL, NULL};   // /optim is not read
+        char err[2048];
+        failed = model_state_load(path, &values, 0, &meta, NULL, err, sizeof err) != 0;
+        if (failed) log_error("cannot load the weights of '%s': %s", path, err);
+    }
+    if (dist_agree_any(t->dist, failed))
+        fatal("the weights of '%s' could not be loaded (see rank 0's message above); give another checkpoint with "
+              "--checkpoint", path);
+    dist_broadcast_host(t->dist, &meta, sizeof meta, 0);
+    dist_broadcast_host(t->dist, st.values, m->registry.total_count * sizeof(float), 0);
+    t->ctx.ops->to_device(&t->ctx, m->params, st.values, m->registry.total_count * sizeof(float));
+    t->step = meta.step;
+    t->samples_seen = meta.samples_seen;
+}
+
+void trainer_lock_checkpoint_dir(const Config *cfg, Dist *dist, CkptDirLock *lock) {
+    lock->fd = -1;
+    char err[2048];
+    if (dist->rank == 0 && checkpoint_dir_lock(cfg->checkpoint_dir, lock, err, sizeof err) != 0) {
+        log_error("%s", err);
+        dist_abort(dist, EXIT_ERROR);   // every rank: the others are already waiting to start
+    }
 }

@@ -110,6 +110,10 @@ StepMetrics trainer_collect_metrics(Trainer *t);
 void trainer_save_checkpoint(Trainer *t);
 // Returns 1 if a checkpoint was restored.
 int trainer_resume(Trainer *t, const char *resume);
+// eval, reconstruct: the parameters of a checkpoint (its /model only: /optim is not read).
+void trainer_load_weights(Trainer *t, const char *path);
+// train: rank 0 locks checkpoint.dir for the run (ends the job when another run holds it).
+void trainer_lock_checkpoint_dir(const Config *cfg, Dist *dist, CkptDirLock *lock);
 // The state in host memory (a buffer owned by the trainer) and its metadata, for writers.
 CheckpointState trainer_download_state(Trainer *t);
 void trainer_fill_meta(const Trainer *t, CheckpointMeta *meta);

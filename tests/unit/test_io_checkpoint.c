@@ -1,6 +1,7 @@
 // test_io_checkpoint.c: HDF5 checkpoints of named tensors. Round trip (bit-exact values, moments,
 // meta, config), loading without /optim, the on-disk layout, `info`, a folder with keep/latest,
-// the resume candidate order, and a file written by vqvae_dist 0.1.0. Broken files and failed saves: test_io_checkpoint_bad.c.
+// the resume candidate order, and a file written by vqvae_dist 0.1.0. Broken files and failed
+// saves: test_io_checkpoint_bad.c.
 // With VQ_CKPT_SAMPLE_OUT=PATH it only writes a deterministic sample checkpoint to PATH (for
 // tests/torch/test_checkpoint_h5py.py, which recomputes the values below).
 #include "ckpt_fixture.h"
@@ -60,7 +61,7 @@ static void test_round_trip(TestCounts *c, const char *path) {
     CheckpointMeta m2;
     memset(&m2, 0, sizeof m2);
     config = NULL;
-    rc = checkpoint_read_meta(path, &m2, &config, err, sizeof err);
+    rc = checkpoint_read_meta(path, CKPT_LOAD_OPTIM, &m2, &config, err, sizeof err);
     EXPECT(c, rc == 0 && m2.step == meta.step && m2.seed == meta.seed && m2.samples_seen == meta.samples_seen &&
                   strcmp(m2.quantizer, "ema") == 0 && m2.lr == meta.lr && m2.data_variance == meta.data_variance,
            "read_meta rc %d step %lld: %s", rc, (long long)m2.step, err);
@@ -97,7 +98,7 @@ static void test_without_optim(TestCounts *c, const char *dir, const char *path)
     rc = checkpoint_load(path2, b.t, b.nt, 0, NULL, NULL, err, sizeof err);
     EXPECT(c, rc == 0, "moments-less file without moments: %s", err);
     CheckpointMeta m;
-    rc = checkpoint_read_meta(path2, &m, NULL, err, sizeof err);
+    rc = checkpoint_read_meta(path2, CKPT_LOAD_OPTIM, &m, NULL, err, sizeof err);
     EXPECT(c, rc == 0 && m.has_optim == 0, "read_meta of a moments-less file: rc %d has_optim %d", rc, m.has_optim);
 
     // Old files have no data_variance or image shape: they load, marked unknown.
@@ -109,7 +110,7 @@ static void test_without_optim(TestCounts *c, const char *dir, const char *path)
     EXPECT(c, rc == 0 && f >= 0 && H5Aexists(f, "data_variance") == 0 && H5Aexists(f, "image_channels") == 0,
            "unknown fields were written: %s", err);
     if (f >= 0) H5Fclose(f);
-    rc = checkpoint_read_meta(path2, &m, NULL, err, sizeof err);
+    rc = checkpoint_read_meta(path2, CKPT_LOAD_OPTIM, &m, NULL, err, sizeof err);
     EXPECT(c, rc == 0 && isnan(m.data_variance) && m.image_channels == 0 && m.image_width == 0,
            "file without data_variance: rc %d variance %g channels %d: %s", rc, m.data_variance, m.image_channels,
            err);

@@ -37,8 +37,8 @@ static const BadCase k_bad[] = {
     {BAD_FLIP_SUPERBLOCK, RESEALED, "superblock damage under a good sum", "truncated or corrupt", "checksum"},
     {BAD_FLIP_HEADER, AS_DAMAGED, "flipped byte in the checksum header", "checksum header", "damaged"},
     {BAD_EDITED, AS_DAMAGED, "edited by HDF5 after it was written", "corrupt (longer than written)", NULL},
-    {BAD_SHAPE, AS_DAMAGED, "tensor list with another shape", "'/model/_encoder._conv_1.weight' has shape [8, 3, 4, "
-                                                             "4], expected [6, 3, 4, 4]", "another model configuration"},
+    {BAD_SHAPE, AS_DAMAGED, "tensor list with another shape",
+     "'/model/_encoder._conv_1.weight' has shape [8, 3, 4, 4], expected [6, 3, 4, 4]", "another model configuration"},
     {BAD_MISSING, RESEALED, "missing dataset", "'/model/_vq_vae._ema_w' is missing", NULL},
     {BAD_MISSING_MOMENT, RESEALED, "missing moment", "'/optim/_encoder._conv_1.bias/exp_avg_sq' is missing", NULL},
     {BAD_EXTRA, RESEALED, "extra dataset", "'/model/_extra.weight'", "strict"},
@@ -48,8 +48,10 @@ static const BadCase k_bad[] = {
     {BAD_NO_FORMAT, RESEALED, "no format attribute", "not a vqvae_dist checkpoint (no 'format'", NULL},
     {BAD_NEWER, RESEALED, "newer version", "format version 2, written by vqvae_dist 9.9.9",
      "use vqvae_dist 9.9.9 or newer"},
-    {BAD_NAN, RESEALED, "NaN in a weight", "'/model/_vq_vae._embedding.weight'", "non-finite value nan at flat index 5"},
-    {BAD_NEG_MOMENT, RESEALED, "negative exp_avg_sq", "'/optim/_vq_vae._embedding.weight/exp_avg_sq'", "negative value"},
+    {BAD_NAN, RESEALED, "NaN in a weight", "'/model/_vq_vae._embedding.weight'",
+     "non-finite value nan at flat index 5"},
+    {BAD_NEG_MOMENT, RESEALED, "negative exp_avg_sq", "'/optim/_vq_vae._embedding.weight/exp_avg_sq'",
+     "negative value"},
     {BAD_FLOAT64, RESEALED, "float64 dataset", "'/model/_encoder._conv_1.bias' in", "is not float32"},
     {BAD_NO_CHECKSUM, RESEALED, "dataset without fletcher32", "'/model/_encoder._conv_1.bias' in", "no fletcher32"},
     {BAD_NO_FILE, AS_DAMAGED, "path that does not exist", "No such file or directory", NULL},
@@ -178,7 +180,7 @@ static void test_bad_files(TestCounts *c, const char *dir) {
     snprintf(bad, sizeof bad, "%s/bad_newer.h5", dir);
     make_bad(&(BadCase){BAD_NEWER, RESEALED, "", "", NULL}, good_path, bad, &good, c);
     CheckpointMeta m;
-    rc = checkpoint_read_meta(bad, &m, NULL, err, sizeof err);
+    rc = checkpoint_read_meta(bad, 0, &m, NULL, err, sizeof err);
     EXPECT(c, rc == -1 && strstr(err, "format version 2"), "read_meta of a newer file: rc %d: %s", rc, err);
     snprintf(bad, sizeof bad, "%s/bad_flip_info.h5", dir);
     make_bad(&(BadCase){BAD_FLIP_DATA, AS_DAMAGED, "", "", NULL}, good_path, bad, &good, c);
