@@ -74,7 +74,8 @@ static int check_dataset(hid_t loc, const char *name, const char *full, int non_
         sq += x * x;
     }
     st->l2 = sqrt(sq);
-    if (st->non_finite) problem(ic, "'%s' in %s holds %lld non-finite values", full, cx->path, (long long)st->non_finite);
+    if (st->non_finite)
+        problem(ic, "'%s' in %s holds %lld non-finite values", full, cx->path, (long long)st->non_finite);
     if (non_negative && st->negative)
         problem(ic, "'%s' in %s holds %lld negative values", full, cx->path, (long long)st->negative);
     ic->datasets++;

@@ -127,6 +127,24 @@ static int64_t read_declared(gzFile f, const char *path, int64_t n, const char *
     return got;
 }
 
+// Anything after the declared data means the header and the file disagree: count it all, so the
+// message says how much there is (and reading to the end also verifies the gzip CRC).
+static int check_no_trailing(gzFile f, const char *path, int64_t n, int header_bytes, const char *shape,
+                             const char *kind, char *err, size_t err_len) {
+    int64_t extra = 0;
+    for (;;) {
+        uint8_t scratch[1 << 14];
+        int64_t r = gz_read_bytes(f, path, scratch, (int64_t)sizeof scratch, err, err_len);
+        if (r < 0) return -1;
+        extra += r;
+        if (r < (int64_t)sizeof scratch) break;
+    }
+    if (extra == 0) return 0;
+    return set_error(err, err_len, "'%s' has %lld trailing bytes: expected %lld bytes after the %d-byte header (%s), "
+                     "found %lld; the header does not describe this file (corrupt, or not an IDX %s file)", path,
+                     (long long)extra, (long long)n, header_bytes, shape, (long long)(n + extra), kind);
+}
+
 // Read an IDX file of unsigned bytes with ndims (1 or 3) dimensions, plain or gzip (gzread reads
 // both). Checks the magic, that every dimension is positive and that exactly the declared number
 // of data bytes follows the header. On success *data is malloc'd and dims[0..ndims) are filled.
@@ -203,22 +221,7 @@ static int read_idx(const char *path, int ndims, int64_t dims[3], uint8_t **data
                   "download the file again", path, (long long)n, header_bytes, shape, (long long)got);
         goto fail;
     }
-    // Anything after the declared data means the header and the file disagree: count it all, so
-    // the message says how much there is (and reading to the end also verifies the gzip CRC).
-    int64_t extra = 0;
-    for (;;) {
-        uint8_t scratch[1 << 14];
-        int64_t r = gz_read_bytes(f, path, scratch, (int64_t)sizeof scratch, err, err_len);
-        if (r < 0) goto fail;
-        extra += r;
-        if (r < (int64_t)sizeof scratch) break;
-    }
-    if (extra > 0) {
-        set_error(err, err_len, "'%s' has %lld trailing bytes: expected %lld bytes after the %d-byte header (%s), "
-                  "found %lld; the header does not describe this file (corrupt, or not an IDX %s file)", path,
-                  (long long)extra, (long long)n, header_bytes, shape, (long long)(n + extra), kind);
-        goto fail;
-    }
+    if (check_no_trailing(f, path, n, header_bytes, shape, kind, err, err_len) != 0) goto fail;
     gzclose(f);
     return 0;
 

@@ -60,7 +60,8 @@ static void check_load(const char *path, int flags) {
             float y = x.t[t].data[i];
             int bad = rc != 0 || t >= n_checked ? y != 7.0f : !isfinite(y) || (x.t[t].non_negative && y < 0.0f);
             if (bad) {
-                fprintf(stderr, "load rc %d left '%s'[%lld] = %g (%s)\n", rc, x.t[t].name, (long long)i, (double)y, err);
+                fprintf(stderr, "load rc %d left '%s'[%lld] = %g (%s)\n", rc, x.t[t].name, (long long)i, (double)y,
+                        err);
                 abort();
             }
         }

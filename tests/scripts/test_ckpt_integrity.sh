@@ -35,7 +35,8 @@ cp "$run/ckpt_00000004.h5" "$WORK/good.h5"
 
 # 1: one flipped byte in the global heap (string attributes: no HDF5 checksum of its own).
 edit flip-heap "$run/ckpt_00000004.h5"
-expect "info: flipped heap byte" 1 "checksum mismatch in checkpoint '$run/ckpt_00000004.h5'" -- info "$run/ckpt_00000004.h5"
+expect "info: flipped heap byte" 1 "checksum mismatch in checkpoint '$run/ckpt_00000004.h5'" -- \
+    info "$run/ckpt_00000004.h5"
 expect "eval: flipped heap byte" 1 "checksum mismatch" -- eval --checkpoint "$run/ckpt_00000004.h5"
 expect "resume auto: falls back past the flipped file" 0 "resumed from $run/ckpt_00000002.h5" -- \
     train --config "$SMOKE" train.steps=6 checkpoint.every=2 checkpoint.keep=5 checkpoint.dir="$run" --resume auto
