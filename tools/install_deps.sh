@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Install what vqvae_dist needs from Debian 12 packages, only what is missing.
-# Usage: tools/install_deps.sh [--with-torch]   (--with-torch: the PyTorch oracle for the tests, the
-# Python package python/vqvae_dist and the plotting tool tools/plot.py)
+# Usage: tools/install_deps.sh [--with-torch] [--with-fuzz]
+#   --with-torch: the PyTorch oracle for the tests, the Python package python/vqvae_dist and the
+#   plotting tool tools/plot.py; --with-fuzz: clang and libFuzzer (tools/fuzz.sh)
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
           libopenblas-dev libyaml-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
-if [ "${1:-}" = "--with-torch" ]; then
-    packages+=(python3 python3-torch python3-h5py python3-numpy python3-yaml python3-matplotlib python3-sklearn
-               python3-pil)
-fi
+for option in "$@"; do
+    case "$option" in
+    --with-torch) packages+=(python3 python3-torch python3-h5py python3-numpy python3-yaml python3-matplotlib
+                             python3-sklearn python3-pil) ;;
+    --with-fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    *) echo "install_deps: unknown option '$option' (--with-torch, --with-fuzz)" >&2; exit 2 ;;
+    esac
+done
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The README's second command: install what is missing (PyTorch oracle included), build, and run
 # the whole test suite with ctest. GPU tests SKIP on machines without a GPU (ctest lists them as
-# skipped, never as passed). Options: --sanitize (ASan+UBSan build in build-asan, CPU labels only).
+# skipped, never as passed). The label fuzz runs each libFuzzer harness briefly (tools/fuzz.sh; about
+# 3 minutes; `ctest -LE fuzz` leaves it out). Options: --sanitize (ASan+UBSan build in build-asan,
+# CPU labels only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/install_deps.sh --with-torch
+tools/install_deps.sh --with-torch --with-fuzz
 if [ "${1:-}" = "--sanitize" ]; then
     BUILD_DIR=build-asan tools/build.sh -DVQ_SANITIZE=ON -DVQ_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
     cd build-asan

@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "core/common.h"
+#include "io/utf8.h"
 
 // KEY_DOUBLE: values used in double arithmetic (Adam's hyperparameters, as Python floats are).
 typedef enum { KEY_INT, KEY_INT64, KEY_UINT64, KEY_FLOAT, KEY_DOUBLE, KEY_STRING, KEY_BOOL, KEY_ENUM } KeyType;
@@ -76,8 +77,10 @@ static const KeySpec KEYS[] = {
 
     {"data.dataset", KEY_ENUM, FIELD(dataset), .choices = "fashion_mnist|mnist|cifar10|synthetic",
      .def = "fashion_mnist", .help = "training data; synthetic = generated images, no files needed"},
-    {"data.path", KEY_STRING, FIELD(data_path), .def = "/usr/share/datasets/fashion-mnist",
-     .help = "folder with the dataset files (IDX files for mnist and fashion_mnist, `data_batch_*.bin` for cifar10)"},
+    {"data.path", KEY_STRING, FIELD(data_path), .def = "auto",
+     .help = "folder with the dataset files (IDX files for mnist and fashion_mnist, `data_batch_*.bin` for cifar10); "
+             "auto = the dataset's own folder: /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist), "
+             "/usr/share/datasets/mnist, /usr/share/datasets/cifar10"},
     {"data.synthetic_count", KEY_INT, FIELD(synthetic_count), .flags = GE_MIN | LE_MAX, .min = 1, .max = 1 << 30,
      .def = "2048", .help = "training images (synthetic only)"},
     // 16 = SYNTHETIC_MAX_CHANNELS in src/io/dataset.c.
@@ -153,6 +156,15 @@ static const KeySpec *find_key(const char *full) {
 }
 
 // Index of the first key of section `name`, or -1: sections exist only as key prefixes.
+int config_has_key(const char *full_key) { return find_key(full_key) != NULL; }
+
+const char *config_data_path(const Config *cfg) {
+    if (strcmp(cfg->data_path, "auto") != 0) return cfg->data_path;
+    if (strcmp(cfg->dataset, "mnist") == 0) return "/usr/share/datasets/mnist";
+    if (strcmp(cfg->dataset, "cifar10") == 0) return "/usr/share/datasets/cifar10";
+    return "/usr/share/datasets/fashion-mnist";
+}
+
 static int find_section(const char *name) {
     size_t n = strlen(name);
     for (size_t i = 0; i < NUM_KEYS; i++)
@@ -381,6 +393,10 @@ static int set_value(Config *cfg, const KeySpec *k, const char *text, char *msg,
         if (n >= k->size)
             return set_error(msg, msg_len, "%s is too long (%zu bytes, at most %zu), got %s", k->key, n, k->size - 1,
                              got);
+        long bad = utf8_invalid_at(text);   // the config is stored as YAML, which is UTF-8
+        if (bad >= 0)
+            return set_error(msg, msg_len, "%s must be UTF-8 text; byte %ld (0x%02x) is not, got %s", k->key, bad,
+                             (unsigned char)text[bad], got);
         memset(p, 0, k->size);  // zero the tail so equal configs compare equal byte for byte
         memcpy(p, text, n);
         return 0;
@@ -659,8 +675,19 @@ int config_load_string(Config *cfg, const char *yaml_text, const char *source_na
 }
 
 int config_load_file(Config *cfg, const char *path, char *err, size_t err_len) {
-    char *text = read_text_file(path, NULL, err, err_len);
+    size_t len;
+    char *text = read_text_file(path, &len, err, err_len);
     if (!text) return -1;
+    // The parser reads a C string: everything after a NUL would be silently ignored.
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        int line = 1;
+        for (const char *p = text; p < nul; p++) line += *p == '\n';
+        set_error(err, err_len, "%s has a NUL byte at offset %zu (line %d); a config is text: remove it (the file "
+                  "may be damaged or not a YAML file)", path, (size_t)(nul - text), line);
+        free(text);
+        return -1;
+    }
     int rc = config_load_string(cfg, text, path, err, err_len);
     free(text);
     return rc;
@@ -744,6 +771,26 @@ int config_validate(const Config *cfg, char *err, size_t err_len) {
     return 0;
 }
 
+// The inside of a double-quoted YAML scalar that reads back as exactly s: escapes for quotes,
+// backslashes, controls, and the characters YAML folds (line breaks) or refuses in a stream.
+static void write_quoted(FILE *f, const char *s, size_t size) {
+    size_t n = strnlen(s, size);
+    for (size_t j = 0; j < n;) {
+        unsigned char c = (unsigned char)s[j];
+        uint32_t cp;
+        int len = utf8_decode((const unsigned char *)s + j, n - j, &cp);
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\x%02x", c);
+        else if (len == 0) fprintf(f, "\\x%02x", c);   // not UTF-8 (set_value refuses it): keep the byte visible
+        else if (len > 1 && ((cp >= 0x80 && cp <= 0xA0) || cp == 0x2028 || cp == 0x2029 || cp >= 0xFFFE))
+            fprintf(f, cp > 0xFFFF ? "\\U%08x" : "\\u%04x", (unsigned)cp);
+        else fwrite(s + j, 1, (size_t)len, f);
+        j += len > 0 ? (size_t)len : 1;
+    }
+}
+
 char *config_to_yaml(const Config *cfg) {
     char *buf = NULL;
     size_t len = 0;
@@ -755,16 +802,8 @@ char *config_to_yaml(const Config *cfg) {
         fprintf(f, "  %s: ", leaf_of(k->key));
         if (k->type == KEY_STRING) {
             // Always double-quoted, so any text (':', '#', 'yes', leading blanks) reads back as itself.
-            const char *s = cfield(cfg, k);
             fputc('"', f);
-            for (size_t j = 0; j < k->size && s[j]; j++) {
-                unsigned char c = (unsigned char)s[j];
-                if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-                else if (c == '\n') fputs("\\n", f);
-                else if (c == '\t') fputs("\\t", f);
-                else if (c < 0x20 || c == 0x7f) fprintf(f, "\\x%02x", c);
-                else fputc(c, f);
-            }
+            write_quoted(f, cfield(cfg, k), k->size);
             fputs("\"\n", f);
         } else {
             char text[64];

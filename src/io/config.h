@@ -32,8 +32,8 @@ typedef struct {
 
     // data:
     char dataset[CONFIG_NAME_MAX];        // data.dataset: fashion_mnist | mnist | cifar10 | synthetic
-    char data_path[CONFIG_STRING_MAX];    // data.path: folder with the dataset files
-                                          //   (default /usr/share/datasets/fashion-mnist)
+    char data_path[CONFIG_STRING_MAX];    // data.path: folder with the dataset files; "auto" (the
+                                          //   default) = the dataset's own (config_data_path)
     int synthetic_count;                  // data.synthetic_count: 2048 training images (synthetic)
     int synthetic_channels;               // data.channels: 3 (synthetic)
     int synthetic_size;                   // data.image_size: 32 (synthetic, square)
@@ -85,5 +85,15 @@ char *config_to_yaml(const Config *cfg);
 // 0 when a and b describe the same network (model.* and quantizer.type/num_embeddings), else -1
 // with a message naming the first key that differs and both values.
 int config_same_architecture(const Config *a, const Config *b, char *err, size_t err_len);
+// The folder data.path names: itself, or for "auto" the dataset's standard folder
+// (/usr/share/datasets/fashion-mnist, where Debian's dataset-fashion-mnist puts it, .../mnist,
+// .../cifar10).
+const char *config_data_path(const Config *cfg);
+// 1 when full_key ("section.key") is a key of this program's config.
+int config_has_key(const char *full_key);
+// The keys of a YAML config text that this program does not know (a config written by a newer
+// version): their number, and up to a line of them, comma-separated, in list. -1 when the text is
+// not YAML this scan can follow (config_load_string then says why).
+int config_unknown_keys(const char *yaml_text, char *list, size_t list_len);
 // Print the table of keys (key, type, default, help) as markdown: used to generate docs/CONFIG.md.
 void config_print_reference(FILE *out);

@@ -30,18 +30,23 @@ enum {
 static const uint64_t SYNTHETIC_TEST_FIRST_INDEX = (uint64_t)1 << 40;
 // More data than any host holds means a corrupt header; also keeps the size product in int64.
 static const int64_t IDX_MAX_BYTES = (int64_t)1 << 40;
+// The first piece of an IDX file's data is read into a buffer of at most this size (the whole of
+// Fashion-MNIST's training images); the buffer grows only while the file keeps delivering.
+static const int64_t IDX_FIRST_READ = (int64_t)64 << 20;
 
 static const char FASHION_MNIST_FIX[] =
     "install it with `apt-get install dataset-fashion-mnist` (it puts the files in "
     "/usr/share/datasets/fashion-mnist) or set data.path to a folder holding train-images-idx3-ubyte.gz, "
     "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz";
 static const char MNIST_FIX[] =
-    "download the four MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into a folder and set data.path to it";
+    "Debian has no MNIST package (its dataset-fashion-mnist is data.dataset=fashion_mnist): download the four "
+    "MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+    "t10k-labels-idx1-ubyte.gz) into /usr/share/datasets/mnist (where data.path=auto looks) or into a folder you "
+    "name with data.path";
 static const char CIFAR10_FIX[] =
     "download the binary version of CIFAR-10 (cifar-10-binary.tar.gz from "
-    "https://www.cs.toronto.edu/~kriz/cifar.html), extract it and set data.path to its "
-    "cifar-10-batches-bin folder";
+    "https://www.cs.toronto.edu/~kriz/cifar.html; Debian has no package for it), extract it and set data.path to "
+    "its cifar-10-batches-bin folder";
 
 // ---- statistics ----------------------------------------------------------------------------
 
@@ -92,6 +97,52 @@ static int64_t gz_read_bytes(gzFile f, const char *path, uint8_t *dst, int64_t n
 
 static uint32_t read_be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+// Reads up to the n bytes a header declares into *data (malloc'd), growing the buffer as they
+// arrive: a corrupt header that declares far more than the file holds costs a short read, not a
+// huge allocation. Returns the bytes read (< n: the file ended early), or -1 with err.
+static int64_t read_declared(gzFile f, const char *path, int64_t n, const char *shape, uint8_t **data, char *err,
+                             size_t err_len) {
+    int64_t cap = n < IDX_FIRST_READ ? n : IDX_FIRST_READ, got = 0;
+    uint8_t *buf = NULL;
+    for (;;) {
+        uint8_t *grown = realloc(buf, (size_t)cap);
+        if (!grown) {
+            free(buf);
+            set_error(err, err_len, "cannot allocate %lld bytes for '%s' (%s)", (long long)cap, path, shape);
+            return -1;
+        }
+        buf = grown;
+        int64_t r = gz_read_bytes(f, path, buf + got, cap - got, err, err_len);
+        if (r < 0) {
+            free(buf);
+            return -1;
+        }
+        got += r;
+        if (got < cap || cap == n) break;   // the file ended, or every declared byte is here
+        cap = cap <= n / 2 ? 2 * cap : n;
+    }
+    *data = buf;
+    return got;
+}
+
+// Anything after the declared data means the header and the file disagree: count it all, so the
+// message says how much there is (and reading to the end also verifies the gzip CRC).
+static int check_no_trailing(gzFile f, const char *path, int64_t n, int header_bytes, const char *shape,
+                             const char *kind, char *err, size_t err_len) {
+    int64_t extra = 0;
+    for (;;) {
+        uint8_t scratch[1 << 14];
+        int64_t r = gz_read_bytes(f, path, scratch, (int64_t)sizeof scratch, err, err_len);
+        if (r < 0) return -1;
+        extra += r;
+        if (r < (int64_t)sizeof scratch) break;
+    }
+    if (extra == 0) return 0;
+    return set_error(err, err_len, "'%s' has %lld trailing bytes: expected %lld bytes after the %d-byte header (%s), "
+                     "found %lld; the header does not describe this file (corrupt, or not an IDX %s file)", path,
+                     (long long)extra, (long long)n, header_bytes, shape, (long long)(n + extra), kind);
 }
 
 // Read an IDX file of unsigned bytes with ndims (1 or 3) dimensions, plain or gzip (gzread reads
@@ -163,34 +214,14 @@ static int read_idx(const char *path, int ndims, int64_t dims[3], uint8_t **data
     else
         snprintf(shape, sizeof shape, "%lld labels", (long long)dims[0]);
 
-    *data = malloc((size_t)n);
-    if (!*data) {
-        set_error(err, err_len, "cannot allocate %lld bytes for '%s' (%s)", (long long)n, path, shape);
-        goto fail;
-    }
-    got = gz_read_bytes(f, path, *data, n, err, err_len);
+    got = read_declared(f, path, n, shape, data, err, err_len);
     if (got < 0) goto fail;
     if (got < n) {
         set_error(err, err_len, "'%s' is truncated: expected %lld bytes after the %d-byte header (%s), found %lld; "
                   "download the file again", path, (long long)n, header_bytes, shape, (long long)got);
         goto fail;
     }
-    // Anything after the declared data means the header and the file disagree: count it all, so
-    // the message says how much there is (and reading to the end also verifies the gzip CRC).
-    int64_t extra = 0;
-    for (;;) {
-        uint8_t scratch[1 << 14];
-        int64_t r = gz_read_bytes(f, path, scratch, (int64_t)sizeof scratch, err, err_len);
-        if (r < 0) goto fail;
-        extra += r;
-        if (r < (int64_t)sizeof scratch) break;
-    }
-    if (extra > 0) {
-        set_error(err, err_len, "'%s' has %lld trailing bytes: expected %lld bytes after the %d-byte header (%s), "
-                  "found %lld; the header does not describe this file (corrupt, or not an IDX %s file)", path,
-                  (long long)extra, (long long)n, header_bytes, shape, (long long)(n + extra), kind);
-        goto fail;
-    }
+    if (check_no_trailing(f, path, n, header_bytes, shape, kind, err, err_len) != 0) goto fail;
     gzclose(f);
     return 0;
 
@@ -455,7 +486,7 @@ static int load_cifar10_split(const char *dir, DatasetSplit split, Dataset *out,
 
 int dataset_load_split(const Config *cfg, DatasetSplit split, Dataset *out, char *err, size_t err_len) {
     memset(out, 0, sizeof *out);
-    const char *name = cfg->dataset, *dir = cfg->data_path;
+    const char *name = cfg->dataset, *dir = config_data_path(cfg);
     if (strcmp(name, "synthetic") == 0) {
         int count = cfg->synthetic_count, channels = cfg->synthetic_channels, size = cfg->synthetic_size;
         if (count <= 0 || channels <= 0 || channels > SYNTHETIC_MAX_CHANNELS || size <= 0)

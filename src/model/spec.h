@@ -33,4 +33,5 @@ typedef struct {
     CodebookInit codebook_init;
     // loss = recon_weight * mean((x_hat - x)^2) + quantizer loss
     float recon_weight;
+    double data_variance;               // of the training images (stored in checkpoints)
 } ModelSpec;

@@ -1,12 +1,12 @@
 // commands.c: train, eval, reconstruct, info, debug-step, config-reference.
 #include "commands.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "../core/common.h"
-#include "../io/checkpoint.h"
 #include "../io/h5dump.h"
 #include "../io/image_png.h"
 #include "eval.h"
@@ -29,14 +29,13 @@ static void resolve_config(Config *cfg, const CliArgs *args) {
 }
 
 // The config of a command that reads a checkpoint: the stored config, then overrides.
-static void config_from_checkpoint(Config *cfg, const CliArgs *args) {
-    char err[1024];
-    CheckpointMeta meta;
+// Fills *meta with the file's attributes (every rank reads them: they are small).
+static void config_from_checkpoint(Config *cfg, const CliArgs *args, CheckpointMeta *meta) {
+    char err[2048];
     char *yaml = NULL;
-    if (checkpoint_read_meta(args->checkpoint, &meta, &yaml, err, sizeof err) != 0) fatal("%s", err);
-    config_defaults(cfg);
-    if (config_load_string(cfg, yaml, args->checkpoint, err, sizeof err) != 0)
-        fatal("the config stored in '%s' does not parse: %s", args->checkpoint, err);
+    if (checkpoint_read_meta(args->checkpoint, 0, meta, &yaml, err, sizeof err) != 0 ||
+        model_state_config(cfg, yaml, args->checkpoint, meta, err, sizeof err) != 0)
+        fatal("%s", err);
     free(yaml);
     apply_overrides(cfg, args);
 }
@@ -51,6 +50,8 @@ int command_train(const CliArgs *args, Dist *dist) {
     Config cfg;
     resolve_config(&cfg, args);
     print_config(&cfg);
+    CkptDirLock lock;
+    state_lock_checkpoint_dir(&cfg, dist, &lock);   // before anything is read or written there
     char metrics[CONFIG_STRING_MAX + 32];
     if (cfg.metrics_file[0]) snprintf(metrics, sizeof metrics, "%s", cfg.metrics_file);
     else snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", cfg.checkpoint_dir);
@@ -58,11 +59,15 @@ int command_train(const CliArgs *args, Dist *dist) {
     trainer_setup(&t, &cfg, dist, args->resume, metrics);
     TrainOutcome outcome = trainer_run(&t);
     trainer_free(&t);
+    checkpoint_dir_unlock(&lock);
     return outcome == TRAIN_STOPPED_RESUMABLE ? EXIT_RESUMABLE : EXIT_OK;
 }
 
-// The variance of the training set the checkpoint was trained on (the resnet's loss weight).
-static double training_variance(const Config *cfg) {
+// The variance of the training set the checkpoint was trained on (the resnet's loss weight):
+// stored in the file; files written before 0.2 do not have it, so it is computed again.
+static double training_variance(const Config *cfg, const CheckpointMeta *meta) {
+    if (!isnan(meta->data_variance)) return meta->data_variance;
+    log_warn("the checkpoint does not store the training set's variance (an older file): reading the training set");
     char err[1024];
     Dataset train;
     if (dataset_load_split(cfg, SPLIT_TRAIN, &train, err, sizeof err) != 0) fatal("%s", err);
@@ -74,10 +79,11 @@ static double training_variance(const Config *cfg) {
 // A session with the checkpoint's parameters and the test set: what eval and reconstruct use.
 static void open_from_checkpoint(Session *s, Dataset *test, const CliArgs *args, Dist *dist, CheckpointMeta *meta) {
     Config cfg;
-    config_from_checkpoint(&cfg, args);
+    config_from_checkpoint(&cfg, args, meta);
+    double variance = training_variance(&cfg, meta);
     char err[1024];
     if (dataset_load_split(&cfg, SPLIT_TEST, test, err, sizeof err) != 0) fatal("%s", err);
-    session_open(s, &cfg, dist, test->channels, test->height, test->width, training_variance(&cfg));
+    session_open(s, &cfg, dist, test->channels, test->height, test->width, variance);
     state_load_model(s, args->checkpoint, meta);
 }
 
@@ -190,7 +196,7 @@ static void save_state(Trainer *t, const char *path) {
     state_fill_meta(&t->s, &t->st, &meta);
     char *yaml = config_to_yaml(&t->s.cfg);
     char err[1024];
-    if (checkpoint_save(path, &st, &meta, yaml, err, sizeof err) != 0) fatal("%s", err);
+    if (model_state_save(path, &st, &meta, yaml, err, sizeof err) != 0) fatal("%s", err);
     free(yaml);
 }
 

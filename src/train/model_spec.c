@@ -45,6 +45,7 @@ int model_spec_from_config(const Config *cfg, int channels, int height, int widt
     spec->decay = cfg->decay;
     spec->epsilon = cfg->epsilon;
     spec->codebook_init = codebook_init_of(cfg);
-    spec->recon_weight = 1.0f / (float)variance;   // the notebook's loss: mse / data variance
+    spec->recon_weight = 1.0f / (float)variance;
+    spec->data_variance = variance;   // the notebook's loss: mse / data variance
     return 0;
 }

@@ -25,7 +25,8 @@ static CheckpointState train_host_state(Session *s, TrainState *st) {
 
 void state_fill_meta(const Session *s, const TrainState *st, CheckpointMeta *meta) {
     const Config *cfg = &s->cfg;
-    memset(meta, 0, sizeof *meta);
+    const ModelSpec *spec = &s->model.spec;
+    checkpoint_meta_init(meta);
     meta->step = st->step;
     meta->epoch = st->position.epoch;
     meta->epoch_offset = st->position.offset;
@@ -34,6 +35,10 @@ void state_fill_meta(const Session *s, const TrainState *st, CheckpointMeta *met
     meta->world_size = s->dist->world;
     copy_string(meta->arch, sizeof meta->arch, cfg->arch);
     copy_string(meta->quantizer, sizeof meta->quantizer, cfg->quantizer);
+    meta->data_variance = spec->data_variance;
+    meta->image_channels = spec->in_channels;
+    meta->image_height = spec->height;
+    meta->image_width = spec->width;
     meta->adam_step = st->state_host.adam_steps;
     meta->lr = cfg->lr;
     meta->beta1 = cfg->beta1;
@@ -63,7 +68,7 @@ void state_save_checkpoint(Session *s, TrainState *st) {
         char *yaml = config_to_yaml(&s->cfg);
         char path[CONFIG_STRING_MAX + 64], err[1024];
         double t0 = wall_time_seconds();
-        if (checkpoint_save_in_dir(s->cfg.checkpoint_dir, &hs, &meta, yaml, s->cfg.checkpoint_keep, path, sizeof path,
+        if (model_state_save_in_dir(s->cfg.checkpoint_dir, &hs, &meta, yaml, s->cfg.checkpoint_keep, path, sizeof path,
                                    err, sizeof err) != 0) {
             log_warn("writing the checkpoint of step %lld failed: %s", (long long)st->step, err);
             failed = 1;
@@ -84,15 +89,14 @@ static int load_first_good(const Config *cfg, char **paths, int count, int fall_
                            CheckpointMeta *meta, char *chosen, size_t chosen_len, char *err, size_t err_len) {
     for (int i = 0; i < count; i++) {
         char *yaml = NULL;
-        int rc = checkpoint_load(paths[i], st, meta, &yaml, err, err_len);
+        int rc = model_state_load(paths[i], st, 1, meta, &yaml, err, err_len);
         if (rc == 0 && yaml) {
             Config stored;
-            config_defaults(&stored);
-            char cfg_err[512];
-            if (config_load_string(&stored, yaml, paths[i], cfg_err, sizeof cfg_err) != 0 ||
-                config_same_architecture(&stored, cfg, cfg_err, sizeof cfg_err) != 0) {
+            char cfg_err[1024];
+            if (model_state_config(&stored, yaml, paths[i], meta, err, err_len) != 0)
+                rc = -1;
+            else if (config_same_architecture(&stored, cfg, cfg_err, sizeof cfg_err) != 0)
                 rc = set_error(err, err_len, "'%s' does not match this config: %s", paths[i], cfg_err);
-            }
         }
         free(yaml);
         if (rc == 0) {
@@ -151,7 +155,7 @@ int state_resume(Session *s, TrainState *st, const char *resume) {
     Model *m = &s->model;
     OpsContext *ctx = &s->ctx;
     CheckpointMeta meta;
-    memset(&meta, 0, sizeof meta);
+    checkpoint_meta_init(&meta);
     CheckpointState hs = train_host_state(s, st);
     char chosen[CONFIG_STRING_MAX + 64] = "";
     int status = 0;
@@ -181,17 +185,26 @@ void state_load_model(Session *s, const char *path, CheckpointMeta *meta) {
     float *values = xmalloc(floats * sizeof(float));
     CheckpointState hs = {.registry = &m->registry, .values = values};   // no moments: /model only
     int failed = 0;
-    memset(meta, 0, sizeof *meta);
+    checkpoint_meta_init(meta);
     if (s->dist->rank == 0) {
         char err[2048];
-        if (checkpoint_load(path, &hs, meta, NULL, err, sizeof err) != 0) {
-            log_error("%s", err);
-            failed = 1;
-        }
+        failed = model_state_load(path, &hs, 0, meta, NULL, err, sizeof err) != 0;   // /optim is not read
+        if (failed) log_error("cannot load the weights of '%s': %s", path, err);
     }
-    if (dist_agree_any(s->dist, failed)) fatal("cannot read the model from '%s' (see rank 0's message above)", path);
+    if (dist_agree_any(s->dist, failed))
+        fatal("the weights of '%s' could not be loaded (see rank 0's message above); give another checkpoint with "
+              "--checkpoint", path);
     dist_broadcast_host(s->dist, meta, sizeof *meta, 0);
     dist_broadcast_host(s->dist, values, floats * sizeof(float), 0);
     s->ctx.ops->to_device(&s->ctx, m->params, values, floats * sizeof(float));
     free(values);
+}
+
+void state_lock_checkpoint_dir(const Config *cfg, Dist *dist, CkptDirLock *lock) {
+    lock->fd = -1;
+    char err[2048];
+    if (dist->rank == 0 && checkpoint_dir_lock(cfg->checkpoint_dir, lock, err, sizeof err) != 0) {
+        log_error("%s", err);
+        dist_abort(dist, EXIT_ERROR);   // every rank: the others are already waiting to start
+    }
 }

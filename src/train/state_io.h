@@ -2,7 +2,7 @@
 // files; the other ranks receive the state by broadcast, and every outcome (written, failed,
 // restored) is agreed so that no rank goes on alone.
 #pragma once
-#include "../io/checkpoint.h"
+#include "model_state.h"
 #include "session.h"
 #include "train_state.h"
 
@@ -14,6 +14,9 @@ void state_save_checkpoint(Session *s, TrainState *st);
 int state_resume(Session *s, TrainState *st, const char *resume);
 // Parameters and buffers only (/model), for evaluation: every rank gets them. Fills *meta.
 void state_load_model(Session *s, const char *path, CheckpointMeta *meta);
+
+// train: rank 0 locks checkpoint.dir for the run (ends the job when another run holds it).
+void state_lock_checkpoint_dir(const Config *cfg, Dist *dist, CkptDirLock *lock);
 
 // The full state in host memory (st->host_state), and its metadata: for checkpoint writers.
 CheckpointState state_download(Session *s, TrainState *st);

@@ -3,8 +3,9 @@
 The C test binary writes a deterministic sample checkpoint when VQ_CKPT_SAMPLE_OUT is set (see
 tests/unit/test_io_checkpoint.c, write_sample); here we check what a Python user sees: the root
 attributes and their types, dataset shapes, dtypes, chunking and checksums, every value (the sample
-values are exact in float32, so they are recomputed here), that h5py itself refuses a flipped
-byte, and that the h5py example in docs/CHECKPOINT.md gives a correct PyTorch state_dict.
+values are exact in float32, so they are recomputed here), the whole-file checksum header as
+documented, that h5py itself refuses a flipped byte, and that the h5py example in
+docs/CHECKPOINT.md gives a correct PyTorch state_dict.
 """
 import datetime
 import os
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zlib
 
 import h5py
 import numpy as np
@@ -71,6 +73,19 @@ def check_attrs(f):
         expect(np.float32(o[name]) == np.float32(want), f"/optim {name} {o[name]!r}")
     # Superblock version >= 2 means checksummed metadata (libver v110).
     expect(f.id.get_create_plist().get_version()[0] >= 2, "superblock version < 2")
+    expect(a["data_variance"] == 0.0631 and a["data_variance"].dtype == np.float64, f"data_variance {a['data_variance']!r}")
+    shape = tuple(int(a[k]) for k in ("image_channels", "image_height", "image_width"))
+    expect(shape == (3, 32, 28) and a["image_width"].dtype == np.int64, f"image shape {shape}")
+
+
+def check_header(path):
+    """The whole-file checksum header of docs/CHECKPOINT.md, checked with nothing but zlib."""
+    data = open(path, "rb").read()
+    header, body = data[:512], data[512:]
+    want = f"vqvae_dist checkpoint\ncrc32 {zlib.crc32(body):08x}\nbytes {len(data)}\n".encode()
+    expect(header == want + bytes(512 - len(want)), f"header {header[:64]!r} is not {want!r} + NULs")
+    with h5py.File(path, "r") as f:
+        expect(f.userblock_size == 512, f"user block {f.userblock_size}")
 
 
 def check_datasets(f):
@@ -97,12 +112,14 @@ def check_flipped_byte(path, tmp):
     shutil.copy(path, bad)
     with h5py.File(bad, "r") as f:
         info = f["model/_vq_vae._ema_w"].id.get_chunk_info(0)
+        base = f.userblock_size   # HDF5's addresses count from the end of the user block
+    offset = base + info.byte_offset
     with open(bad, "r+b") as fh:
-        fh.seek(info.byte_offset)
+        fh.seek(offset)
         expect(fh.read(16) == sample_value(3, (16, 8)).tobytes()[:16], "chunk bytes are not where HDF5 says")
-        fh.seek(info.byte_offset + 37)
+        fh.seek(offset + 37)
         b = fh.read(1)
-        fh.seek(info.byte_offset + 37)
+        fh.seek(offset + 37)
         fh.write(bytes([b[0] ^ 0x10]))
     with h5py.File(bad, "r") as f:
         try:
@@ -158,6 +175,7 @@ def main():
         expect(run.returncode == 0 and os.path.exists(path),
                f"{binary} failed to write the sample (rc {run.returncode}):\n{run.stdout}{run.stderr}")
         if os.path.exists(path):
+            check_header(path)
             with h5py.File(path, "r") as f:
                 check_attrs(f)
                 check_datasets(f)

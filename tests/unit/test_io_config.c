@@ -70,8 +70,19 @@ static void test_defaults(TestCounts *c) {
            d.quantizer, d.codebook_init);
     EXPECT(c, d.commitment_cost == 0.25f && d.decay == 0.99f && d.epsilon == 1e-5f, "beta %g decay %g eps %g",
            d.commitment_cost, d.decay, d.epsilon);
-    EXPECT(c, strcmp(d.dataset, "fashion_mnist") == 0 && strcmp(d.data_path, "/usr/share/datasets/fashion-mnist") == 0,
+    EXPECT(c, strcmp(d.dataset, "fashion_mnist") == 0 && strcmp(d.data_path, "auto") == 0 &&
+                  strcmp(config_data_path(&d), "/usr/share/datasets/fashion-mnist") == 0,
            "data %s %s", d.dataset, d.data_path);
+    // data.path=auto is each dataset's own folder (mnist once read Fashion-MNIST's).
+    Config m = d;
+    copy_string(m.dataset, sizeof m.dataset, "mnist");
+    EXPECT(c, strcmp(config_data_path(&m), "/usr/share/datasets/mnist") == 0, "mnist auto path %s",
+           config_data_path(&m));
+    copy_string(m.dataset, sizeof m.dataset, "cifar10");
+    EXPECT(c, strcmp(config_data_path(&m), "/usr/share/datasets/cifar10") == 0, "cifar10 auto path %s",
+           config_data_path(&m));
+    copy_string(m.data_path, sizeof m.data_path, "/data/mine");
+    EXPECT(c, strcmp(config_data_path(&m), "/data/mine") == 0, "a given path %s", config_data_path(&m));
     EXPECT(c, d.synthetic_count == 2048 && d.synthetic_channels == 3 && d.synthetic_size == 32, "synthetic %d %d %d",
            d.synthetic_count, d.synthetic_channels, d.synthetic_size);
     EXPECT(c, d.batch_size == 32 && d.steps == 1000 && d.lr == 1e-3, "batch %d steps %lld lr %g", d.batch_size,
@@ -203,7 +214,9 @@ static void test_round_trip(TestCounts *c) {
     char err[ERR_LEN] = "";
     for (int i = 0; i < nsets; i++)
         EXPECT(c, config_apply_override(&cfg, sets[i], err, sizeof err) == 0, "override '%s': %s", sets[i], err);
-    const char *tricky = " lead \"q\" \\ # : yes\t\x01 caf\xc3\xa9 ";  // set directly: overrides trim blanks
+    // Set directly (overrides trim blanks). NEL, LINE SEPARATOR and a C1 control: YAML folds or
+    // refuses them raw, so the printer must escape them.
+    const char *tricky = " lead \"q\" \\ # : yes\t\x01 caf\xc3\xa9 \xc2\x85|\xe2\x80\xa8|\xc2\x90 ";
     memset(cfg.data_path, 0, sizeof cfg.data_path);
     memcpy(cfg.data_path, tricky, strlen(tricky));
 
@@ -420,6 +433,8 @@ static void test_bad_overrides(TestCounts *c) {
         {"train.device=gpu", "train.device must be one of [auto, cpu, cuda], got 'gpu'", NULL},
         {"train.cuda_graph=2", "train.cuda_graph must be true or false", NULL},
         {long_value, "data.path is too long (512 bytes, at most 511)", NULL},
+        // Found by fuzz_config: a stored config must read back, and YAML is UTF-8.
+        {"data.path=/d/\xf3\xf3", "data.path must be UTF-8 text; byte 3 (0xf3) is not", NULL},
     };
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
         Config cfg, before;
