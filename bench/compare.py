@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from compare_loss import loss_check, loss_report
+from compare_loss import config_value, loss_check, loss_report
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 # images/s of ours over the other side's, at the medians (docs/BENCHMARKS.md, issue 14 for the CPU)
@@ -72,22 +72,6 @@ def cpu_description():
         pass
     isa = [x for x in ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_tile') if x in flags]
     return name, isa
-
-
-def config_dataset(path, overrides):
-    """data.dataset as the config file and the overrides set it."""
-    dataset, section = 'fashion_mnist', None
-    with open(path) as f:
-        for line in f:
-            text = line.split('#')[0].rstrip()
-            if text and not text[0].isspace():
-                section = text.strip().rstrip(':')
-            elif section == 'data' and text.strip().startswith('dataset:'):
-                dataset = text.split(':', 1)[1].strip()
-    for o in overrides:
-        if o.startswith('data.dataset='):
-            dataset = o.split('=', 1)[1]
-    return dataset
 
 
 def thread_choices(n):
@@ -360,7 +344,8 @@ def main():
         'raw': raw_dir, 'cases': cases}
     if args.loss_steps > 0:
         batch = cases[0]['batch']
-        c, s = DATASET_SHAPES.get(config_dataset(args.config, args.overrides), (None, None))
+        c, s = DATASET_SHAPES.get(config_value(args.config, args.overrides, 'data.dataset', 'fashion_mnist'),
+                                  (None, None))
         data = ['data.dataset=synthetic'] + ([f'data.channels={c}', f'data.image_size={s}'] if c else [])
         common = ['--config', args.config, f'train.batch_size={batch}', f'train.device={args.device}',
                   f'train.precision={args.precision}', *args.overrides, *data]

@@ -15,20 +15,21 @@ def losses(path):
     return [r['loss'] for r in rows if r.get('kind', 'train') == 'train']
 
 
-def synthetic_count(config_path, overrides):
-    """data.synthetic_count as the config file and the overrides set it (default 2048)."""
-    count, section = 2048, None
+def config_value(config_path, overrides, key, default):
+    """The text of section.key as the config file and then the overrides set it, or default."""
+    section_name, name = key.split('.')
+    value, section = default, None
     with open(config_path) as f:
         for line in f:
             text = line.split('#')[0].rstrip()
             if text and not text[0].isspace():
                 section = text.strip().rstrip(':')
-            elif section == 'data' and text.strip().startswith('synthetic_count:'):
-                count = int(text.split(':', 1)[1])
+            elif section == section_name and text.strip().startswith(name + ':'):
+                value = text.split(':', 1)[1].strip()
     for o in overrides:
-        if o.startswith('data.synthetic_count='):
-            count = int(o.split('=', 1)[1])
-    return count
+        if o.startswith(key + '='):
+            value = o.split('=', 1)[1]
+    return value
 
 
 def loss_check(args, common, torch_cmd, run):
@@ -41,7 +42,7 @@ def loss_check(args, common, torch_cmd, run):
     keeps its output under the raw folder (returning that folder's path for want_json=None). Returns a dict for
     the report."""
     window = max(1, min(100, args.loss_steps // 10))
-    count = synthetic_count(args.config, args.overrides)
+    count = int(config_value(args.config, args.overrides, 'data.synthetic_count', '2048'))
     raw_dir = run(None, None, None, None)
     ours, theirs = [], []
     for i in range(args.loss_seeds):
