@@ -34,6 +34,17 @@ ConvShape conv_shape(int batch, int in_channels, int in_height, int in_width, in
     return s;
 }
 
+void conv_shape_set_output_padding(ConvShape *s, int output_padding) {
+    CHECK(s->transposed, "output_padding %d on a Conv2d (%d->%d k%d s%d); only ConvTranspose2d has one",
+          output_padding, s->in_channels, s->out_channels, s->kernel, s->stride);
+    CHECK(output_padding >= 0 && output_padding < s->stride,
+          "output_padding %d of ConvTranspose2d %d->%d k%d s%d must be >= 0 and smaller than the stride",
+          output_padding, s->in_channels, s->out_channels, s->kernel, s->stride);
+    s->out_height += output_padding - s->output_padding;
+    s->out_width += output_padding - s->output_padding;
+    s->output_padding = output_padding;
+}
+
 size_t conv_weight_count(const ConvShape *s) {
     return (size_t)s->out_channels * (size_t)s->in_channels * (size_t)s->kernel * (size_t)s->kernel;
 }

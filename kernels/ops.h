@@ -22,20 +22,27 @@ typedef enum { PRECISION_FP32 = 0, PRECISION_TF32 = 1, PRECISION_BF16 = 2 } Prec
 
 // A 2-D convolution (transposed = 0; PyTorch Conv2d, weight [out, in, k, k]) or a transposed
 // convolution (transposed = 1; PyTorch ConvTranspose2d, weight [in, out, k, k]). Square kernels,
-// equal stride and padding on both axes, dilation 1, groups 1, output_padding 0.
+// equal stride and padding on both axes, dilation 1, groups 1. output_padding is
+// ConvTranspose2d's: extra output rows and columns at the bottom and right (0 <= it < stride),
+// which only the bias reaches where no kernel tap does; it makes a stride-2 layer undo a Conv2d
+// whose input size was even (7 -> 14 with k3 s2 p1 op1).
 typedef struct {
     int batch, in_channels, in_height, in_width;
     int out_channels, out_height, out_width;
     int kernel, stride, pad;
+    int output_padding;   // ConvTranspose2d only; set with conv_shape_set_output_padding
     int transposed;
     int has_bias;
-    int plan;   // backend's plan slot, set by conv_prepare (cuDNN algorithms); -1 on the CPU
+    int plan;   // backend's plan slot, set by conv_prepare (cuDNN plans, oneDNN primitives); -1 for none
 } ConvShape;
 
 // Fill the derived output size: Conv2d: out = (in + 2 pad - k) / stride + 1;
-// ConvTranspose2d: out = (in - 1) stride - 2 pad + k.
+// ConvTranspose2d: out = (in - 1) stride - 2 pad + k (+ output_padding, which this leaves 0).
 ConvShape conv_shape(int batch, int in_channels, int in_height, int in_width, int out_channels,
                      int kernel, int stride, int pad, int transposed, int has_bias);
+// Give a ConvTranspose2d shape an output_padding (0 <= output_padding < stride) and recompute its
+// output size; fatal for a Conv2d or an output_padding out of range, as PyTorch refuses them.
+void conv_shape_set_output_padding(ConvShape *s, int output_padding);
 size_t conv_weight_count(const ConvShape *s);   // out*in*k*k
 size_t conv_in_count(const ConvShape *s);       // batch*in*h*w
 size_t conv_out_count(const ConvShape *s);      // batch*out*ho*wo

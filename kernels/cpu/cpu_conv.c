@@ -76,6 +76,12 @@ static ConvGeom conv_geom(const ConvShape *s) {
     CHECK(s->batch > 0 && s->in_channels > 0 && s->out_channels > 0 && s->kernel > 0 && s->stride > 0 && s->pad >= 0,
           "bad convolution shape (batch %d, channels %d->%d, kernel %d, stride %d, pad %d); build it with conv_shape()",
           s->batch, s->in_channels, s->out_channels, s->kernel, s->stride, s->pad);
+    CHECK(!s->output_padding || s->transposed, "output_padding on a Conv2d; set it with conv_shape_set_output_padding");
+    CHECK(!s->transposed || (s->out_height == (s->in_height - 1) * s->stride - 2 * s->pad + s->kernel + s->output_padding &&
+                             s->out_width == (s->in_width - 1) * s->stride - 2 * s->pad + s->kernel + s->output_padding),
+          "ConvTranspose2d %dx%d -> %dx%d does not match kernel %d stride %d pad %d output_padding %d; build it with "
+          "conv_shape() and conv_shape_set_output_padding()", s->in_height, s->in_width, s->out_height, s->out_width,
+          s->kernel, s->stride, s->pad, s->output_padding);
     ConvGeom g;
     if (s->transposed) {
         g.grid_c = s->in_channels, g.grid_h = s->in_height, g.grid_w = s->in_width;
