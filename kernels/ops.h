@@ -49,6 +49,16 @@ size_t conv_out_count(const ConvShape *s);      // batch*out*ho*wo
 
 typedef struct OpsContext OpsContext;
 
+// The CPU backend's convolution engine (train.cpu_conv): oneDNN primitives, or im2col + OpenBLAS
+// sgemm (the reference the tests compare oneDNN with). Both are bit-reproducible for any thread
+// count (kernels/cpu/cpu_conv_internal.h).
+typedef enum { CPU_CONV_ONEDNN = 0, CPU_CONV_IM2COL = 1 } CpuConv;
+// "onednn" | "im2col" | "auto" (onednn when the build has it, else im2col); fatal otherwise, and
+// for onednn in a build without oneDNN.
+CpuConv cpu_conv_from_name(const char *name);
+const char *cpu_conv_name(CpuConv conv);
+int onednn_compiled(void);   // 1 when the build has oneDNN (libdnnl-dev at configure time)
+
 // Adam's hyperparameters as the config holds them (double, like Python's floats).
 typedef struct {
     double lr, beta1, beta2, eps, weight_decay;
@@ -214,7 +224,8 @@ struct OpsContext {
     BackendKind kind;
     Precision precision;
     int deterministic;      // CUDA: no float atomics, deterministic algorithms
-    int threads;            // CPU: BLAS threads
+    int threads;            // CPU: the threads of every op (one OpenMP pool; OpenBLAS runs single-threaded in it)
+    CpuConv cpu_conv;       // CPU: the convolution engine; change it only before the first conv_prepare
     int device_index;       // CUDA: the GPU this rank uses
     void *workspace;        // backend scratch, ops_reserve_workspace()
     size_t workspace_bytes;
@@ -233,6 +244,10 @@ int cuda_device_count(void);       // 0 without a usable GPU (or without the CUD
 // CPU backend (0: all cores). Fails with a message naming the device string when impossible.
 void ops_context_init(OpsContext *ctx, const char *device, int device_index, int threads, Precision precision,
                       int deterministic);
+// The same with the CPU backend's convolution engine chosen (train.cpu_conv); ops_context_init uses
+// cpu_conv_from_name("auto"). CUDA contexts ignore it.
+void ops_context_init_with_conv(OpsContext *ctx, const char *device, int device_index, int threads,
+                                Precision precision, int deterministic, CpuConv cpu_conv);
 void ops_context_destroy(OpsContext *ctx);
 
 // Backend entry points used by ops_context_init (defined in kernels/cpu/cpu_context.c and

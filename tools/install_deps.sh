@@ -3,7 +3,7 @@
 # Usage: tools/install_deps.sh [--with-torch]   (--with-torch: the PyTorch oracle for the tests)
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
-          libopenblas-dev libyaml-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
+          libopenblas-dev libdnnl-dev libyaml-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
 if [ "${1:-}" = "--with-torch" ]; then
     packages+=(python3 python3-torch python3-h5py python3-numpy)
 fi

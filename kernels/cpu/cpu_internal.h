@@ -3,6 +3,14 @@
 #pragma once
 #include "../ops.h"
 
+// ctx->backend of a CPU context.
+typedef struct {
+    struct OnednnState *onednn;   // oneDNN's engine, stream and convolution plans (cpu_conv_onednn.c), or NULL
+} CpuBackend;
+
+// Loops of fewer elements than this run on one thread: a parallel region costs a few microseconds.
+enum { CPU_PARALLEL_MIN = 1 << 15 };
+
 // cpu_context.c: memory, workspace, threads
 void *cpu_alloc(OpsContext *ctx, size_t bytes);
 void cpu_release(OpsContext *ctx, void *ptr);
@@ -12,7 +20,7 @@ void cpu_copy(OpsContext *ctx, void *dst, const void *src, size_t bytes);
 void cpu_synchronize(OpsContext *ctx);
 void cpu_reserve_workspace(OpsContext *ctx, size_t bytes);
 
-// cpu_conv.c: im2col / col2im + OpenBLAS sgemm
+// cpu_conv.c: the driver of the two engines (oneDNN, im2col + OpenBLAS), see cpu_conv_internal.h
 size_t cpu_conv_prepare(OpsContext *ctx, ConvShape *s);
 void cpu_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight, const float *bias,
                       float *out);

@@ -132,8 +132,8 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
         if (threads < 1) threads = 1;
     }
     int device_index = dist_local_device(dist, cuda_device_count());
-    ops_context_init(&t->ctx, cfg->device, device_index, threads, precision_from_name(cfg->precision),
-                     cfg->deterministic);
+    ops_context_init_with_conv(&t->ctx, cfg->device, device_index, threads, precision_from_name(cfg->precision),
+                               cfg->deterministic, cpu_conv_from_name(cfg->cpu_conv));
     dist_setup_comm(dist, &t->ctx, cfg->dist_backend, cfg->dist_timeout_s);
 
     if (dataset_load(cfg, &t->train_set, &t->test_set, err, sizeof err) != 0) fatal("%s", err);

@@ -190,8 +190,8 @@ static void test_round_trip(TestCounts *c) {
         "data.image_size=4096", "train.batch_size=1048576", "train.steps=9223372036854775807", "train.lr=0.1",
         "train.beta1=0.123456789", "train.beta2=0", "train.eps=3.40282347e38", "train.weight_decay=2.5e-7",
         "train.seed=18446744073709551615", "train.device=cuda", "train.precision=bf16", "train.deterministic=true",
-        "train.threads=4096", "train.eval_every=123", "train.eval_batches=7", "train.cuda_graph=1",
-        "checkpoint.dir=runs/x y", "checkpoint.every=0", "checkpoint.keep=1000", "log.every=1",
+        "train.threads=4096", "train.cpu_conv=im2col", "train.eval_every=123", "train.eval_batches=7",
+        "train.cuda_graph=1", "checkpoint.dir=runs/x y", "checkpoint.every=0", "checkpoint.keep=1000", "log.every=1",
         "log.metrics_file=null", "log.usage_window=1", "dist.backend=mpi", "dist.timeout_s=0.001",
         "dist.verify_every=1",
     };
