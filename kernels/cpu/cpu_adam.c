@@ -23,7 +23,7 @@ void cpu_adam_update(OpsContext *ctx, float *params, const float *grads, float *
     CHECK(s.bias_correction2_sqrt > 0.0f, "adam_update before any step_commit (bias correction 0)");
     int decay = s.weight_decay != 0.0f;   // loop-invariant: the compiler unswitches it
     // Element-wise: the threads' static split cannot change any result.
-#pragma omp parallel for if (n >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float g = grads[i];
         if (decay) g = fmaf(params[i], s.weight_decay, g);

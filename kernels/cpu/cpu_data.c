@@ -8,7 +8,7 @@ void cpu_gather_images(OpsContext *ctx, const uint8_t *pixels, const int32_t *pe
     // Same float ops as dataset_fill_batch (torchvision's ToTensor, then Normalize(0.5, 1)).
     float scale[256];
     for (int v = 0; v < 256; v++) scale[v] = (float)v / 255.0f - 0.5f;
-#pragma omp parallel for if ((size_t)n * image_elems >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int i = 0; i < n; i++) {
         const uint8_t *src = pixels + (size_t)perm[offset + i] * image_elems;
         float *dst = out + (size_t)i * image_elems;

@@ -1,6 +1,6 @@
 // cpu_elementwise.c: element-wise ops, layout permutes and the MSE / sum-of-squares reductions
-// of the CPU backend. Loops are split over ctx->threads OpenMP threads (static schedule) when they
-// are long enough, and written so that -O3 -march=x86-64-v3 vectorizes them. Element-wise results
+// of the CPU backend. Loops are split over ctx->threads OpenMP threads (static schedule) and
+// written so that -O3 -march=x86-64-v3 vectorizes them. Element-wise results
 // cannot depend on the split; the reductions sum fixed blocks (a function of n only) in block order,
 // so they do not depend on the thread count either. The build is ISO C11, so GCC does not contract
 // a * b + c into an FMA: results do not depend on the compiler's mood.
@@ -28,7 +28,7 @@ typedef double (*BlockSum)(const float *a, const float *b, size_t n);
 static double blocked_sum(const OpsContext *ctx, BlockSum block_sum, const float *a, const float *b, size_t n) {
     double partial[REDUCE_BLOCKS];
     size_t bs = reduce_block(n), blocks = (n + bs - 1) / bs;
-#pragma omp parallel for if (n >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (size_t k = 0; k < blocks; k++) {
         size_t i0 = k * bs, len = n - i0 < bs ? n - i0 : bs;
         partial[k] = block_sum(a + i0, b ? b + i0 : NULL, len);
@@ -41,29 +41,29 @@ static double blocked_sum(const OpsContext *ctx, BlockSum block_sum, const float
 // y = max(x, 0), written as PyTorch's clamp_min: NaN passes through (so a NaN activation still
 // reaches the loss and the trainer's finiteness test) and -0 stays -0.
 void cpu_relu_forward(OpsContext *ctx, const float *x, float *y, size_t n) {
-#pragma omp parallel for if (n >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 // dx = y > 0 ? dy : 0, written as PyTorch's threshold_backward (y <= 0 ? 0 : dy): equal for every
 // non-NaN y. Each element reads y and dy before writing dx, so dx may alias dy.
 void cpu_relu_backward(OpsContext *ctx, const float *y, const float *dy, float *dx, size_t n) {
-#pragma omp parallel for if (n >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (size_t i = 0; i < n; i++) dx[i] = y[i] <= 0.0f ? 0.0f : dy[i];
 }
 
 void cpu_add(OpsContext *ctx, const float *a, const float *b, float *out, size_t n) {
-#pragma omp parallel for if (n >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void cpu_scale(OpsContext *ctx, float *x, float alpha, size_t n) {
-#pragma omp parallel for if (n >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (size_t i = 0; i < n; i++) x[i] *= alpha;
 }
 
 void cpu_fill(OpsContext *ctx, float *x, float value, size_t n) {
-#pragma omp parallel for if (n >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (size_t i = 0; i < n; i++) x[i] = value;
 }
 
@@ -75,7 +75,7 @@ static void transpose_batched(const OpsContext *ctx, const float *in, float *out
     CHECK(batch >= 0 && rows >= 0 && cols >= 0, "layout permute with negative shape [%d, %d, %d]", batch, rows, cols);
     size_t plane = (size_t)rows * (size_t)cols;
     int row_tiles = (rows + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE;
-#pragma omp parallel for collapse(2) if (plane * batch >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(ctx->threads) schedule(static)
     for (int b = 0; b < batch; b++) {
         for (int t = 0; t < row_tiles; t++) {
             const float *src = in + (size_t)b * plane;
@@ -140,10 +140,10 @@ void cpu_mse_backward(OpsContext *ctx, const float *pred, const float *target, s
     if (n == 0) return;
     float norm = (float)(2.0 / (double)n);
     if (accumulate) {
-#pragma omp parallel for if (n >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
         for (size_t i = 0; i < n; i++) dpred[i] += norm * (pred[i] - target[i]) * scale;
     } else {
-#pragma omp parallel for if (n >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
         for (size_t i = 0; i < n; i++) dpred[i] = norm * (pred[i] - target[i]) * scale;
     }
 }

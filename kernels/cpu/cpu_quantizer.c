@@ -82,7 +82,7 @@ static void check_code(int32_t code, int k, int i, const char *op) {
 // out[i] = codebook[codes[i]]. Codes are range-checked (one compare per row) because a corrupt code
 // would otherwise read outside the codebook. k is not an argument here, so only the sign is checked.
 void cpu_vq_gather(OpsContext *ctx, const float *codebook, const int32_t *codes, int m, int d, float *out) {
-#pragma omp parallel for if ((size_t)m * d >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int i = 0; i < m; i++) {
         CHECK(codes[i] >= 0, "vq_gather: negative code %d at row %d; codes must come from vq_nearest", (int)codes[i], i);
         const float *e = codebook + (size_t)codes[i] * d;
@@ -99,8 +99,7 @@ void cpu_vq_code_stats(OpsContext *ctx, const float *z, const int32_t *codes, in
                        float *sums) {
     CHECK(m >= 0 && m <= (1 << 24), "vq_code_stats: m=%d rows; float counts are exact only up to 2^24", m);
     for (int i = 0; i < m; i++) check_code(codes[i], k, i, "vq_code_stats");
-    int threads = (size_t)m * d >= CPU_PARALLEL_MIN ? ctx->threads : 1;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(ctx->threads)
     {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         int j0 = (int)((int64_t)k * t / n), j1 = (int)((int64_t)k * (t + 1) / n);
@@ -125,7 +124,7 @@ void cpu_vq_code_stats(OpsContext *ctx, const float *z, const int32_t *codes, in
 // 2 (counts_j e_j - sums_j), and scale carries the 2 / (m d) of the mean and any loss weight.
 void cpu_vq_codebook_grad(OpsContext *ctx, const float *codebook, const float *counts, const float *sums, int k, int d,
                           float scale, float *dcodebook) {
-#pragma omp parallel for if ((size_t)k * d >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int j = 0; j < k; j++) {
         float cnt = counts[j];
         const float *e = codebook + (size_t)j * d;
@@ -155,10 +154,10 @@ void cpu_ema_update(OpsContext *ctx, float *cluster_size, float *ema_w, float *c
     float denom = n + (float)((double)k * (double)epsilon);
     for (int j = 0; j < k; j++) cluster_size[j] = (cluster_size[j] + epsilon) / denom * n;
 
-    // The k d element-wise lines on the threads (k alone is too short to pay).
-#pragma omp parallel for if ((size_t)k * d >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+    // The k d element-wise lines on the threads (the k-long ones are too short to pay).
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (size_t t = 0; t < (size_t)k * d; t++) ema_w[t] = ema_w[t] * keep + take * sums[t];
-#pragma omp parallel for if ((size_t)k * d >= CPU_PARALLEL_MIN) num_threads(ctx->threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int j = 0; j < k; j++) {
         float size = cluster_size[j];
         const float *w = ema_w + (size_t)j * d;
