@@ -271,12 +271,14 @@ int command_bench(const CliArgs *args, Dist *dist) {
         printf(", \"device\": ");
         json_string(stdout, device);
         printf(", \"backend\": \"%s\", \"precision\": \"%s\", \"compile\": false, \"quantizer\": \"%s\", "
-               "\"world\": %d, \"batch\": %d, \"global_batch\": %lld, \"threads\": %d, \"steps\": %d, "
+               "\"world\": %d, \"batch\": %d, \"global_batch\": %lld, \"threads\": %d, \"cpu_conv\": \"%s\", "
+               "\"steps\": %d, "
                "\"warmup\": %d, \"images_per_s\": %.2f, \"ms_per_step\": %.3f, \"startup_s\": %.3f, "
                "\"final_loss\": %s, \"peak_memory_bytes\": %llu, \"peak_allocated_bytes\": %llu, "
                "\"memory_in_use_bytes\": %llu%s}\n",
                ops->name, ctx->kind == BACKEND_CUDA ? cfg.precision : "fp32", cfg.quantizer, dist->world,
-               cfg.batch_size, (long long)global_batch, ctx->kind == BACKEND_CPU ? ctx->threads : 0, args->steps,
+               cfg.batch_size, (long long)global_batch, ctx->kind == BACKEND_CPU ? ctx->threads : 0,
+               ctx->kind == BACKEND_CPU ? cpu_conv_name(ctx->cpu_conv) : "-", args->steps,
                args->warmup, images_per_s, 1000.0 * elapsed / args->steps, startup, loss,
                (unsigned long long)peak_memory, (unsigned long long)peak_allocated, (unsigned long long)in_use,
                versions);
