@@ -1,23 +1,44 @@
-// bench_cpu_conv.c: time the CPU convolutions (kernels/cpu/cpu_conv.c) on the layers of the CIFAR
-// reference model: forward, backward and their sum per layer, median (and least) over repeats.
-// Not a test. On a shared machine the least time is the steadier number.
+// bench_cpu_conv.c: time the CPU convolutions (kernels/cpu/cpu_conv*.c) on the layers of the CIFAR
+// model (configs/cifar.yaml), per engine: forward, backward and their sum per layer, median and
+// least over repeats, GFLOP/s and its share of the machine's fp32 peak. Not a test. On a shared
+// machine the least time is the steadier number.
 //
-// Build after the vq_kernels library (e.g. in build-conv):
-//   gcc -O3 -march=x86-64-v3 -std=c11 -D_GNU_SOURCE -I. -Isrc bench/bench_cpu_conv.c
-//       build-conv/libvq_kernels.a build-conv/libvq_core.a -lopenblas -lm -o /tmp/bench_cpu_conv
-// (one line; from the repository root).
-// Run: /tmp/bench_cpu_conv [batch=32] [threads=2] [repeats=15] [layer index, for profiling one]
-// To try another chunk target, compile kernels/cpu/cpu_conv.c in as well (it takes precedence over
-// the library's copy): ... bench/bench_cpu_conv.c kernels/cpu/cpu_conv.c -DCONV_TARGET_COLUMNS=256 ...
+// Built with the project (build/bench_cpu_conv). Run:
+//   build/bench_cpu_conv [batch=32] [threads=2] [repeats=15] [engine=both|onednn|im2col] [peak GFLOP/s=268]
+// GFLOP/s counts 2 k^2 C_in C_out per output pixel and direction (the taps in the padding too), for
+// the forward, the weight gradient and (but for the first layer) the data gradient.
+// To try another chunk target, compile kernels/cpu/cpu_conv.c in as well (it takes precedence over the
+// library's copy): gcc ... bench/bench_cpu_conv.c kernels/cpu/cpu_conv.c -DCONV_TARGET_COLUMNS=512 ...
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "kernels/cpu/cpu_conv_internal.h"
 #include "kernels/ops.h"
 
 enum { MAX_REPEATS = 200 };
+
+typedef struct {
+    const char *name;
+    int cin, hw, cout, k, stride, pad, transposed, bias, first, count;   // count: times in the model
+} Layer;
+
+// The CIFAR model: h = 128, residual hidden 32, two residual layers in each of two stacks, D = 64.
+static const Layer LAYERS[] = {
+    {"enc conv1   3->64  k4s2p1 32->16", 3, 32, 64, 4, 2, 1, 0, 1, 1, 1},
+    {"enc conv2  64->128 k4s2p1 16->8 ", 64, 16, 128, 4, 2, 1, 0, 1, 0, 1},
+    {"enc conv3 128->128 k3p1   8x8   ", 128, 8, 128, 3, 1, 1, 0, 1, 0, 1},
+    {"res conv3 128->32  k3p1   8x8   ", 128, 8, 32, 3, 1, 1, 0, 0, 0, 4},
+    {"res conv1  32->128 k1     8x8   ", 32, 8, 128, 1, 1, 0, 0, 0, 0, 4},
+    {"pre-vq    128->64  k1     8x8   ", 128, 8, 64, 1, 1, 0, 0, 1, 0, 1},
+    {"dec conv1  64->128 k3p1   8x8   ", 64, 8, 128, 3, 1, 1, 0, 1, 0, 1},
+    {"dec convT1 128->64 k4s2p1 8->16 ", 128, 8, 64, 4, 2, 1, 1, 1, 0, 1},
+    {"dec convT2  64->3  k4s2p1 16->32", 64, 16, 3, 4, 2, 1, 1, 1, 0, 1},
+};
+enum { LAYER_COUNT = sizeof LAYERS / sizeof LAYERS[0] };
 
 static int compare_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -29,85 +50,113 @@ static double median(double *x, int n) {
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
-// CPU time of the whole process (all BLAS threads, spinning included): with one thread, a measure of
-// the work that other processes on the machine barely disturb.
+static void fill(float *x, size_t n, uint64_t a) {
+    Rng r = rng_stream(7, RNG_PURPOSE_TEST, a, 0);
+    for (size_t i = 0; i < n; i++) x[i] = rng_uniform_range(&r, -1.0f, 1.0f);
+}
+
+// Nominal flops of one forward + backward of the layer.
+static double layer_flops(const ConvShape *s, int first) {
+    int grid_pixels = s->transposed ? s->in_height * s->in_width : s->out_height * s->out_width;
+    double one = 2.0 * s->batch * grid_pixels * (double)s->in_channels * s->out_channels * s->kernel * s->kernel;
+    return one * (first ? 2 : 3);
+}
+
+// CPU time of the whole process (all threads, spinning included): with one thread, a measure of the
+// work that other processes on the machine barely disturb.
 static double cpu_seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static void fill(float *x, size_t n, uint64_t a) {
-    Rng r = rng_stream(7, RNG_PURPOSE_TEST, a, 0);
-    for (size_t i = 0; i < n; i++) x[i] = rng_uniform_range(&r, -1.0f, 1.0f);
+typedef struct {
+    double fwd, bwd, total, least, cpu, gflops;
+} Timing;
+
+static Timing time_layer(OpsContext *ctx, const ConvShape *s, const Layer *l, int repeats) {
+    size_t n_in = conv_in_count(s), n_out = conv_out_count(s), n_w = conv_weight_count(s), n_b = (size_t)s->out_channels;
+    float *in = ctx->ops->alloc(ctx, n_in * sizeof(float)), *w = ctx->ops->alloc(ctx, n_w * sizeof(float));
+    float *bias = ctx->ops->alloc(ctx, n_b * sizeof(float)), *out = ctx->ops->alloc(ctx, n_out * sizeof(float));
+    float *dout = ctx->ops->alloc(ctx, n_out * sizeof(float)), *din = ctx->ops->alloc(ctx, n_in * sizeof(float));
+    float *dw = ctx->ops->alloc(ctx, n_w * sizeof(float)), *db = ctx->ops->alloc(ctx, n_b * sizeof(float));
+    fill(in, n_in, 1), fill(w, n_w, 2), fill(bias, n_b, 3), fill(dout, n_out, 4);
+    const float *b = s->has_bias ? bias : NULL;
+    float *dbp = s->has_bias ? db : NULL, *dinp = l->first ? NULL : din;
+    double tf[MAX_REPEATS], tb[MAX_REPEATS], tt[MAX_REPEATS], tc[MAX_REPEATS];
+    for (int r = -2; r < repeats; r++) {   // two warm-up runs
+        double c0 = cpu_seconds(), t0 = wall_time_seconds();
+        ctx->ops->conv_forward(ctx, s, in, w, b, out);
+        double t1 = wall_time_seconds();
+        ctx->ops->conv_backward(ctx, s, in, w, dout, dinp, dw, dbp);
+        double t2 = wall_time_seconds(), c2 = cpu_seconds();
+        if (r >= 0) tf[r] = (t1 - t0) * 1e3, tb[r] = (t2 - t1) * 1e3, tt[r] = (t2 - t0) * 1e3, tc[r] = (c2 - c0) * 1e3;
+    }
+    Timing t;
+    t.fwd = median(tf, repeats), t.bwd = median(tb, repeats), t.total = median(tt, repeats), t.least = tt[0];
+    t.cpu = median(tc, repeats);
+    t.gflops = layer_flops(s, l->first) / (t.least * 1e6);
+    void *buffers[] = {in, w, bias, out, dout, din, dw, db};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) ctx->ops->release(ctx, buffers[i]);
+    return t;
+}
+
+static void bench_engine(CpuConv engine, int batch, int threads, int repeats, double peak) {
+    OpsContext ctx;
+    ops_context_init_with_conv(&ctx, "cpu", 0, threads, PRECISION_FP32, 0, engine);
+    ConvShape shapes[LAYER_COUNT];
+    size_t ws = 0;
+    for (int l = 0; l < LAYER_COUNT; l++) {
+        const Layer *y = &LAYERS[l];
+        shapes[l] = conv_shape(batch, y->cin, y->hw, y->hw, y->cout, y->k, y->stride, y->pad, y->transposed, y->bias);
+        size_t b = ctx.ops->conv_prepare(&ctx, &shapes[l]);
+        ws = b > ws ? b : ws;
+    }
+    ctx.ops->reserve_workspace(&ctx, ws);
+    printf("\n%s: batch %d, %d threads, median of %d (least for GFLOP/s), workspace %.1f MB, peak %.0f GFLOP/s\n",
+           cpu_conv_name(engine), batch, threads, repeats, ws / 1048576.0, peak);
+    printf("%-34s %8s %8s %8s %8s %8s %7s %6s %s\n", "layer", "fwd ms", "bwd ms", "total", "least", "cpu ms", "GFLOP/s",
+           "%peak",
+           engine == CPU_CONV_ONEDNN ? "reorders/call, MB; implementations" : "");
+    double model_ms = 0.0, model_cpu = 0.0, model_flops = 0.0;
+    for (int l = 0; l < LAYER_COUNT; l++) {
+        const ConvShape *s = &shapes[l];
+        long reorders0 = 0, reorders1 = 0;
+        double bytes0 = 0.0, bytes1 = 0.0;
+        if (engine == CPU_CONV_ONEDNN) onednn_reorder_counts(((CpuBackend *)ctx.backend)->onednn, s, &reorders0, &bytes0);
+        Timing t = time_layer(&ctx, s, &LAYERS[l], repeats);
+        char info[512] = "";
+        if (engine == CPU_CONV_ONEDNN) {
+            const OnednnState *st = ((CpuBackend *)ctx.backend)->onednn;
+            onednn_reorder_counts(st, s, &reorders1, &bytes1);
+            char impls[400];
+            onednn_plan_info(st, s, impls, sizeof impls);
+            double calls = repeats + 2;
+            snprintf(info, sizeof info, "%.0f, %.2f; %s", (reorders1 - reorders0) / calls,
+                     (bytes1 - bytes0) / calls / 1048576.0, impls);
+        }
+        model_ms += t.least * LAYERS[l].count;
+        model_cpu += t.cpu * LAYERS[l].count;
+        model_flops += layer_flops(s, LAYERS[l].first) * LAYERS[l].count;
+        printf("%-34s %8.3f %8.3f %8.3f %8.3f %8.3f %7.1f %5.0f%% %s\n", LAYERS[l].name, t.fwd, t.bwd, t.total,
+               t.least, t.cpu, t.gflops, 100.0 * t.gflops / peak, info);
+    }
+    double gflops = model_flops / (model_ms * 1e6);
+    printf("%-34s %26s %8.3f %8.3f %7.1f %5.0f%% (every layer as often as the model has it: %.0f images/s of "
+           "convolutions)\n", "model", "", model_ms, model_cpu, gflops, 100.0 * gflops / peak, batch / (model_ms * 1e-3));
+    ops_context_destroy(&ctx);
 }
 
 int main(int argc, char **argv) {
     int batch = argc > 1 ? atoi(argv[1]) : 32;
     int threads = argc > 2 ? atoi(argv[2]) : 2;
     int repeats = argc > 3 ? atoi(argv[3]) : 15;
-    int only = argc > 4 ? atoi(argv[4]) : -1;
-    if (batch < 1 || repeats < 1 || repeats > MAX_REPEATS) fatal("usage: bench_cpu_conv [batch] [threads] [repeats<=200]");
-    struct {
-        const char *name;
-        int cin, hw, cout, k, stride, pad, transposed, bias, first;
-    } layers[] = {
-        {"enc conv1   3->64  k4s2p1 32->16", 3, 32, 64, 4, 2, 1, 0, 1, 1},
-        {"enc conv2  64->128 k4s2p1 16->8 ", 64, 16, 128, 4, 2, 1, 0, 1, 0},
-        {"enc conv3 128->128 k3p1   8x8   ", 128, 8, 128, 3, 1, 1, 0, 1, 0},
-        {"res conv3 128->32  k3p1   8x8   ", 128, 8, 32, 3, 1, 1, 0, 0, 0},
-        {"res conv1  32->128 k1     8x8   ", 32, 8, 128, 1, 1, 0, 0, 0, 0},
-        {"pre-vq    128->64  k1     8x8   ", 128, 8, 64, 1, 1, 0, 0, 1, 0},
-        {"dec conv1  64->128 k3p1   8x8   ", 64, 8, 128, 3, 1, 1, 0, 1, 0},
-        {"dec convT1 128->64 k4s2p1 8->16 ", 128, 8, 64, 4, 2, 1, 1, 1, 0},
-        {"dec convT2  64->3  k4s2p1 16->32", 64, 16, 3, 4, 2, 1, 1, 1, 0},
-    };
-    int nlayers = (int)(sizeof layers / sizeof layers[0]);
-    OpsContext ctx;
-    ops_context_init(&ctx, "cpu", 0, threads, PRECISION_FP32, 0);
-    ConvShape shapes[16];
-    size_t ws = 0;
-    for (int l = 0; l < nlayers; l++) {
-        shapes[l] = conv_shape(batch, layers[l].cin, layers[l].hw, layers[l].hw, layers[l].cout, layers[l].k,
-                               layers[l].stride, layers[l].pad, layers[l].transposed, layers[l].bias);
-        size_t b = ctx.ops->conv_prepare(&ctx, &shapes[l]);
-        ws = b > ws ? b : ws;
-    }
-    ctx.ops->reserve_workspace(&ctx, ws);
-    printf("batch %d, %d BLAS threads, median of %d, workspace %.1f MB\n", batch, threads, repeats, ws / 1048576.0);
-    printf("%-34s %9s %9s %9s %9s %9s\n", "layer", "fwd ms", "bwd ms", "total ms", "min ms", "cpu ms");
-    double sum_total = 0.0, sum_min = 0.0, sum_cpu = 0.0;
-    for (int l = 0; l < nlayers; l++) {
-        if (only >= 0 && l != only) continue;
-        const ConvShape *s = &shapes[l];
-        size_t n_in = conv_in_count(s), n_out = conv_out_count(s), n_w = conv_weight_count(s);
-        float *in = ctx.ops->alloc(&ctx, n_in * sizeof(float)), *w = ctx.ops->alloc(&ctx, n_w * sizeof(float));
-        float *bias = ctx.ops->alloc(&ctx, (size_t)s->out_channels * sizeof(float));
-        float *out = ctx.ops->alloc(&ctx, n_out * sizeof(float)), *dout = ctx.ops->alloc(&ctx, n_out * sizeof(float));
-        float *din = ctx.ops->alloc(&ctx, n_in * sizeof(float)), *dw = ctx.ops->alloc(&ctx, n_w * sizeof(float));
-        float *db = ctx.ops->alloc(&ctx, (size_t)s->out_channels * sizeof(float));
-        fill(in, n_in, 1), fill(w, n_w, 2), fill(bias, (size_t)s->out_channels, 3), fill(dout, n_out, 4);
-        const float *b = s->has_bias ? bias : NULL;
-        float *dbp = s->has_bias ? db : NULL, *dinp = layers[l].first ? NULL : din;
-        double tf[MAX_REPEATS], tb[MAX_REPEATS], tt[MAX_REPEATS], tc[MAX_REPEATS];
-        for (int r = -2; r < repeats; r++) {   // two warm-up runs
-            double c0 = cpu_seconds(), t0 = wall_time_seconds();
-            ctx.ops->conv_forward(&ctx, s, in, w, b, out);
-            double t1 = wall_time_seconds();
-            ctx.ops->conv_backward(&ctx, s, in, w, dout, dinp, dw, dbp);
-            double t2 = wall_time_seconds(), c2 = cpu_seconds();
-            if (r >= 0) tf[r] = (t1 - t0) * 1e3, tb[r] = (t2 - t1) * 1e3, tt[r] = (t2 - t0) * 1e3, tc[r] = (c2 - c0) * 1e3;
-        }
-        double mt = median(tt, repeats), least = tt[0];   // median() sorted tt
-        double mc = median(tc, repeats);
-        sum_total += mt, sum_min += least, sum_cpu += mc;
-        printf("%-34s %9.3f %9.3f %9.3f %9.3f %9.3f\n", layers[l].name, median(tf, repeats), median(tb, repeats), mt,
-               least, mc);
-        ctx.ops->release(&ctx, in), ctx.ops->release(&ctx, w), ctx.ops->release(&ctx, bias);
-        ctx.ops->release(&ctx, out), ctx.ops->release(&ctx, dout), ctx.ops->release(&ctx, din);
-        ctx.ops->release(&ctx, dw), ctx.ops->release(&ctx, db);
-    }
-    printf("%-34s %29.3f %9.3f %9.3f\n", "sum (residual layers once)", sum_total, sum_min, sum_cpu);
-    ops_context_destroy(&ctx);
+    const char *engine = argc > 4 ? argv[4] : "both";
+    double peak = argc > 5 ? atof(argv[5]) : 268.0;
+    if (batch < 1 || threads < 1 || repeats < 1 || repeats > MAX_REPEATS || peak <= 0.0)
+        fatal("usage: bench_cpu_conv [batch] [threads] [repeats<=200] [both|onednn|im2col] [peak GFLOP/s]");
+    if (strcmp(engine, "both") == 0 || strcmp(engine, "im2col") == 0) bench_engine(CPU_CONV_IM2COL, batch, threads, repeats, peak);
+    if ((strcmp(engine, "both") == 0 && onednn_compiled()) || strcmp(engine, "onednn") == 0)
+        bench_engine(cpu_conv_from_name("onednn"), batch, threads, repeats, peak);
     return 0;
 }

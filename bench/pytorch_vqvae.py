@@ -5,8 +5,15 @@ for vqvae_dist), trained on synthetic data of the same kind as our data.dataset=
 device. Times --steps training steps (forward, backward, Adam, EMA update) after --warmup steps and prints one
 JSON line with the fields of `vqvae_dist bench` (docs/BENCHMARKS.md).
 
-    /usr/bin/python3 bench/pytorch_vqvae.py --batch 32 --steps 20 --warmup 3 --threads 2
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_vqvae.py --batch 32 --steps 20 --warmup 3 --threads 2
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_vqvae.py --ranks 2 --threads 1 --batch 32   # DDP, gloo
     python3 bench/pytorch_vqvae.py --device cuda --precision tf32 --compile --batch 256 --steps 200
+
+Threads on the CPU: --threads is torch.set_num_threads (ATen's OpenMP pool, which runs the oneDNN convolutions);
+the system BLAS (Debian: OpenBLAS, used for the quantizer's matmul and some convolutions) has its own pool, sized
+by OPENBLAS_NUM_THREADS before the process starts. The JSON records both. --ranks N runs N processes on this host
+as torch.nn.parallel.DistributedDataParallel over gloo (CPU) with --batch images each, as a user would; rank 0
+prints the JSON line (images/s of the global batch, the largest peak memory of any rank).
 """
 import argparse
 import json
@@ -17,21 +24,26 @@ import sys
 import time
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'reference'))
 import vqvae_reference as ref  # noqa: E402
 
-# The keys this baseline uses, with our defaults (src/io/config.c); a config file and overrides change them.
+# The keys this baseline uses, with our defaults (src/io/config.c; data.dataset as `vqvae_dist bench` starts);
+# a config file and overrides change them.
 DEFAULTS = {
     'model.num_hiddens': 128, 'model.num_residual_hiddens': 32, 'model.num_residual_layers': 2,
     'model.embedding_dim': 64, 'quantizer.type': 'ema', 'quantizer.num_embeddings': 512,
     'quantizer.commitment_cost': 0.25, 'quantizer.decay': 0.99, 'quantizer.epsilon': 1e-5, 'quantizer.init': 'auto',
-    'data.synthetic_count': 2048, 'data.channels': 3, 'data.image_size': 32, 'train.batch_size': 32,
-    'train.lr': 1e-3, 'train.beta1': 0.9, 'train.beta2': 0.999, 'train.eps': 1e-8, 'train.weight_decay': 0.0,
-    'train.seed': 1234,
+    'data.dataset': 'synthetic', 'data.synthetic_count': 2048, 'data.channels': 3, 'data.image_size': 32,
+    'train.batch_size': 32, 'train.lr': 1e-3, 'train.beta1': 0.9, 'train.beta2': 0.999, 'train.eps': 1e-8,
+    'train.weight_decay': 0.0, 'train.seed': 1234,
 }
+
+# channels and size of the real datasets (src/train/bench.c benches on synthetic images of this shape)
+DATASET_SHAPES = {'cifar10': (3, 32), 'mnist': (1, 28), 'fashion_mnist': (1, 28)}
 
 
 def process_age_s():
@@ -69,6 +81,11 @@ def resolve_config(path, overrides):
             cfg[key] = kind(value) if kind is not str else str(value)
         except (TypeError, ValueError):
             sys.exit(f'pytorch_vqvae.py: {key} expects {kind.__name__}, got {value!r}')
+    # As `vqvae_dist bench`: look-alike images of the named dataset's shape (synthetic: data.channels and
+    # data.image_size).
+    shape = DATASET_SHAPES.get(cfg['data.dataset'])
+    if shape:
+        cfg['data.channels'], cfg['data.image_size'] = shape
     return cfg
 
 
@@ -156,14 +173,17 @@ def cuda_versions():
     return out
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default=os.path.join(ROOT, 'configs', 'cifar.yaml'),
                         help='our YAML config: model, quantizer and optimizer keys (default configs/cifar.yaml)')
-    parser.add_argument('--batch', type=int, default=None, help='batch size (default: train.batch_size)')
+    parser.add_argument('--batch', type=int, default=None, help='batch size per rank (default: train.batch_size)')
     parser.add_argument('--steps', type=int, default=50, help='timed steps')
     parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
-    parser.add_argument('--threads', type=int, default=0, help='torch.set_num_threads (0 = torch default)')
+    parser.add_argument('--threads', type=int, default=0, help='torch.set_num_threads per rank (0 = torch default)')
+    parser.add_argument('--ranks', type=int, default=1,
+                        help='processes on this host, DistributedDataParallel over gloo (CPU) or NCCL (CUDA); '
+                             '--batch is per rank')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument('--precision', choices=('tf32', 'fp32'), default='tf32',
                         help='CUDA convolutions in TF32 (our default) or fp32; the quantizer matmul stays fp32 '
@@ -182,24 +202,81 @@ def main():
                              'comparisons: it synchronizes every step, so do not time with it)')
     parser.add_argument('overrides', nargs='*', metavar='section.key=value')
     args = parser.parse_args()
-    if args.steps < 1 or args.warmup < 0 or (args.batch is not None and args.batch < 1):
-        parser.error('--steps and --batch must be >= 1, --warmup >= 0')
+    if args.steps < 1 or args.warmup < 0 or (args.batch is not None and args.batch < 1) or args.ranks < 1:
+        parser.error('--steps, --batch and --ranks must be >= 1, --warmup >= 0')
+    if args.ranks > 1 and (args.loss_log or args.images or args.init_from):
+        parser.error('--loss-log, --images and --init-from are for one process (the loss check); drop --ranks')
+    return args
+
+
+def load_images(args, cfg, batch, device, generator):
+    """(pool, data_variance): our images from --images, or look-alike synthetic ones."""
+    if args.images:
+        import h5py
+        with h5py.File(args.images, 'r') as h5:
+            pool = torch.from_numpy(h5['images'][:]).to(device)
+            # our variance (in double over the uint8 histogram) when the file carries it
+            data_variance = float(h5.attrs.get('data_variance', pool.var(unbiased=False)))
+        if pool.shape[0] < batch:
+            sys.exit(f'pytorch_vqvae.py: {args.images} holds {pool.shape[0]} images, fewer than one batch of {batch}')
+        return pool, data_variance
+    count = max(cfg['data.synthetic_count'], batch)
+    pool = synthetic_images(count, cfg['data.channels'], cfg['data.image_size'], generator).to(device)
+    return pool, float(pool.var(unbiased=False))
+
+
+def build_model(args, cfg, device):
+    if args.init_from:
+        return ref.load_from_checkpoint(args.init_from)[0].to(device).train()
+    return ref.Model(in_channels=cfg['data.channels'], num_hiddens=cfg['model.num_hiddens'],
+                     num_residual_hiddens=cfg['model.num_residual_hiddens'],
+                     num_residual_layers=cfg['model.num_residual_layers'],
+                     num_embeddings=cfg['quantizer.num_embeddings'], embedding_dim=cfg['model.embedding_dim'],
+                     commitment_cost=cfg['quantizer.commitment_cost'], quantizer=cfg['quantizer.type'],
+                     decay=cfg['quantizer.decay'], epsilon=cfg['quantizer.epsilon']).to(device).train()
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def main():
+    args = parse_args()
+    if args.ranks == 1:
+        worker(0, args, None)
+        return
+    # gloo picks its network interface from the host name, which need not resolve here
+    os.environ.setdefault('GLOO_SOCKET_IFNAME', 'lo')
+    import torch.multiprocessing as mp
+    mp.spawn(worker, args=(args, free_port()), nprocs=args.ranks)
+
+
+def worker(rank, args, port):
+    """One rank's run; rank 0 prints the JSON line."""
     cfg = resolve_config(args.config, args.overrides)
     batch = args.batch or cfg['train.batch_size']
-
+    world = args.ranks
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.device == 'cuda' and not torch.cuda.is_available():
         sys.exit(f'pytorch_vqvae.py: --device cuda, but torch {torch.__version__} sees no GPU '
                  f'(CUDA build: {torch.version.cuda}); use --device cpu or run on a GPU node')
-    device = torch.device(args.device)
     cuda = args.device == 'cuda'
+    device = torch.device('cuda', rank) if cuda and world > 1 else torch.device(args.device)
+    if world > 1:
+        dist.init_process_group('nccl' if cuda else 'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+                                world_size=world)
     result = {
         'impl': 'pytorch', 'version': torch.__version__, 'commit': git_commit(),
         'device': torch.cuda.get_device_name(device) if cuda else cpu_model_name(), 'backend': args.device,
         'precision': args.precision if cuda else 'fp32', 'compile': bool(args.compile),
-        'quantizer': cfg['quantizer.type'], 'world': 1, 'batch': batch, 'global_batch': batch,
-        'threads': torch.get_num_threads() if not cuda else 0, 'steps': args.steps, 'warmup': args.warmup,
+        'quantizer': cfg['quantizer.type'], 'world': world, 'batch': batch, 'global_batch': batch * world,
+        'threads': torch.get_num_threads() if not cuda else 0,
+        'blas_threads': int(os.environ['OPENBLAS_NUM_THREADS']) if os.environ.get('OPENBLAS_NUM_THREADS') else None,
+        'steps': args.steps, 'warmup': args.warmup,
     }
     if cuda:
         result.update(cuda_versions())
@@ -209,9 +286,19 @@ def main():
                        'final_loss': None, 'peak_memory_bytes': None, 'peak_allocated_bytes': None,
                        'memory_in_use_bytes': None,
                        'note': f'torch.compile needs torch >= 2.0; this is torch {torch.__version__}'})
-        print(json.dumps(result))
+        if rank == 0:
+            print(json.dumps(result))
         return
+    result.update(train_and_time(args, cfg, batch, rank, world, device))
+    if rank == 0:
+        print(json.dumps(result), flush=True)
+    if world > 1:
+        dist.destroy_process_group()
 
+
+def train_and_time(args, cfg, batch, rank, world, device):
+    """The timed steps: the JSON fields that are measured."""
+    cuda = device.type == 'cuda'
     in_use_baseline = 0
     if cuda:
         torch.backends.cudnn.allow_tf32 = args.precision == 'tf32'
@@ -222,39 +309,22 @@ def main():
 
     seed = cfg['train.seed']
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    count = max(cfg['data.synthetic_count'], batch)
-    if args.images:
-        import h5py
-        with h5py.File(args.images, 'r') as h5:
-            pool = torch.from_numpy(h5['images'][:]).to(device)
-            # our variance (in double over the uint8 histogram) when the file carries it
-            data_variance = float(h5.attrs.get('data_variance', pool.var(unbiased=False)))
-        count = pool.shape[0]
-        if count < batch:
-            sys.exit(f'pytorch_vqvae.py: {args.images} holds {count} images, fewer than one batch of {batch}')
-    else:
-        pool = synthetic_images(count, cfg['data.channels'], cfg['data.image_size'], generator).to(device)
-        data_variance = float(pool.var(unbiased=False))
-    if args.init_from:
-        model = ref.load_from_checkpoint(args.init_from)[0].to(device).train()
-    else:
-        model = ref.Model(in_channels=cfg['data.channels'], num_hiddens=cfg['model.num_hiddens'],
-                          num_residual_hiddens=cfg['model.num_residual_hiddens'],
-                          num_residual_layers=cfg['model.num_residual_layers'],
-                          num_embeddings=cfg['quantizer.num_embeddings'], embedding_dim=cfg['model.embedding_dim'],
-                          commitment_cost=cfg['quantizer.commitment_cost'], quantizer=cfg['quantizer.type'],
-                          decay=cfg['quantizer.decay'], epsilon=cfg['quantizer.epsilon']).to(device).train()
+    generator = torch.Generator().manual_seed(seed)   # the same on every rank: the same permutations
+    pool, data_variance = load_images(args, cfg, batch * world, device, generator)
+    count = pool.shape[0]
+    model = build_model(args, cfg, device)
 
-    # Our sampler: a fresh permutation each epoch, whole batches only.
-    batches_per_epoch = count // batch
+    # Our sampler: a fresh permutation each epoch, whole global batches only; rank r takes the r-th
+    # slice of each global batch.
+    global_batch = batch * world
+    batches_per_epoch = count // global_batch
     order = []
 
     def next_batch(i):
         if i % batches_per_epoch == 0:
             order[:] = [torch.randperm(count, generator=generator).to(device)]
         j = i % batches_per_epoch
-        return pool[order[0][j * batch:(j + 1) * batch]]
+        return pool[order[0][j * global_batch + rank * batch:j * global_batch + (rank + 1) * batch]]
 
     first = next_batch(0)
     if cfg['quantizer.type'] == 'ema' and cfg['quantizer.init'] in ('auto', 'data') and not args.init_from:
@@ -262,7 +332,10 @@ def main():
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg['train.lr'],
                                  betas=(cfg['train.beta1'], cfg['train.beta2']), eps=cfg['train.eps'],
                                  weight_decay=cfg['train.weight_decay'])
-    forward = torch.compile(model) if args.compile else model
+    # DDP broadcasts rank 0's parameters and buffers (the codebook) at construction, and its buffers (the
+    # EMA state) before every forward: the notebook's EMA update stays local, rank 0's wins.
+    forward = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    forward = torch.compile(forward) if args.compile else forward
 
     def step(images):
         optimizer.zero_grad(set_to_none=True)
@@ -275,12 +348,8 @@ def main():
     def sync():
         if cuda:
             torch.cuda.synchronize(device)
-
-    def in_use_now():
-        if cuda:
-            free, total = torch.cuda.mem_get_info(device)
-            return max(total - free - in_use_baseline, 0)
-        return current_rss_bytes()
+        if world > 1:
+            dist.barrier()
 
     loss_log = open(args.loss_log, 'w') if args.loss_log else None
     start = None
@@ -298,22 +367,31 @@ def main():
     elapsed = time.perf_counter() - start
     if loss_log:
         loss_log.close()
-    in_use = in_use_now()
 
-    age = PROCESS_AGE_AT_IMPORT if PROCESS_AGE_AT_IMPORT is not None else 0.0
     if cuda:
+        free, total = torch.cuda.mem_get_info(device)
+        in_use = max(total - free - in_use_baseline, 0)
         peak, peak_allocated = torch.cuda.max_memory_reserved(device), torch.cuda.max_memory_allocated(device)
     else:
+        in_use = current_rss_bytes()
         peak, peak_allocated = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, None  # KiB on Linux
     final_loss = float(loss)
-    result.update({
-        'images_per_s': round(args.steps * batch / elapsed, 2), 'ms_per_step': round(1000 * elapsed / args.steps, 3),
+    if world > 1:   # the loss averaged over ranks, memory the largest of any rank (as ours)
+        t = torch.tensor([final_loss / world], dtype=torch.float64)
+        dist.all_reduce(t)
+        final_loss = float(t)
+        m = torch.tensor([float(peak), float(in_use or 0)], dtype=torch.float64)
+        dist.all_reduce(m, op=dist.ReduceOp.MAX)
+        peak, in_use = int(m[0]), int(m[1])
+    age = PROCESS_AGE_AT_IMPORT if PROCESS_AGE_AT_IMPORT is not None else 0.0
+    return {
+        'images_per_s': round(args.steps * global_batch / elapsed, 2),
+        'ms_per_step': round(1000 * elapsed / args.steps, 3),
         'startup_s': round(age + first_step_end - IMPORT_CLOCK, 3),
         'final_loss': round(final_loss, 6) if final_loss == final_loss and abs(final_loss) != float('inf') else None,
         'peak_memory_bytes': int(peak), 'peak_allocated_bytes': peak_allocated,
         'memory_in_use_bytes': in_use,
-    })
-    print(json.dumps(result))
+    }
 
 
 if __name__ == '__main__':

@@ -34,6 +34,17 @@ ConvShape conv_shape(int batch, int in_channels, int in_height, int in_width, in
     return s;
 }
 
+void conv_shape_set_output_padding(ConvShape *s, int output_padding) {
+    CHECK(s->transposed, "output_padding %d on a Conv2d (%d->%d k%d s%d); only ConvTranspose2d has one",
+          output_padding, s->in_channels, s->out_channels, s->kernel, s->stride);
+    CHECK(output_padding >= 0 && output_padding < s->stride,
+          "output_padding %d of ConvTranspose2d %d->%d k%d s%d must be >= 0 and smaller than the stride",
+          output_padding, s->in_channels, s->out_channels, s->kernel, s->stride);
+    s->out_height += output_padding - s->output_padding;
+    s->out_width += output_padding - s->output_padding;
+    s->output_padding = output_padding;
+}
+
 size_t conv_weight_count(const ConvShape *s) {
     return (size_t)s->out_channels * (size_t)s->in_channels * (size_t)s->kernel * (size_t)s->kernel;
 }
@@ -88,6 +99,33 @@ void ops_context_init(OpsContext *ctx, const char *device, int device_index, int
         cpu_context_init(ctx, threads);
     }
 }
+
+void ops_context_init_with_conv(OpsContext *ctx, const char *device, int device_index, int threads,
+                                Precision precision, int deterministic, CpuConv cpu_conv) {
+    ops_context_init(ctx, device, device_index, threads, precision, deterministic);
+    ctx->cpu_conv = cpu_conv;
+}
+
+int onednn_compiled(void) {
+#ifdef VQ_HAVE_ONEDNN
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+CpuConv cpu_conv_from_name(const char *name) {
+    if (strcmp(name, "auto") == 0) return onednn_compiled() ? CPU_CONV_ONEDNN : CPU_CONV_IM2COL;
+    if (strcmp(name, "im2col") == 0) return CPU_CONV_IM2COL;
+    if (strcmp(name, "onednn") != 0)
+        fatal("unknown CPU convolution engine '%s'; expected auto, onednn or im2col (train.cpu_conv)", name);
+    if (!onednn_compiled())
+        fatal("train.cpu_conv=onednn, but this build has no oneDNN (libdnnl-dev was missing at configure time); "
+              "install it (tools/install_deps.sh) and rebuild, or use train.cpu_conv=im2col");
+    return CPU_CONV_ONEDNN;
+}
+
+const char *cpu_conv_name(CpuConv conv) { return conv == CPU_CONV_IM2COL ? "im2col" : "onednn"; }
 
 void ops_context_destroy(OpsContext *ctx) {
     if (ctx->graph && ctx->ops->graph_destroy) ctx->ops->graph_destroy(ctx);

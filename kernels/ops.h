@@ -24,25 +24,42 @@ typedef enum { PRECISION_FP32 = 0, PRECISION_TF32 = 1, PRECISION_BF16 = 2 } Prec
 
 // A 2-D convolution (transposed = 0; PyTorch Conv2d, weight [out, in, k, k]) or a transposed
 // convolution (transposed = 1; PyTorch ConvTranspose2d, weight [in, out, k, k]). Square kernels,
-// equal stride and padding on both axes, dilation 1, groups 1, output_padding 0.
+// equal stride and padding on both axes, dilation 1, groups 1. output_padding is
+// ConvTranspose2d's: extra output rows and columns at the bottom and right (0 <= it < stride),
+// which only the bias reaches where no kernel tap does; it makes a stride-2 layer undo a Conv2d
+// whose input size was even (7 -> 14 with k3 s2 p1 op1).
 typedef struct {
     int batch, in_channels, in_height, in_width;
     int out_channels, out_height, out_width;
     int kernel, stride, pad;
+    int output_padding;   // ConvTranspose2d only; set with conv_shape_set_output_padding
     int transposed;
     int has_bias;
-    int plan;   // backend's plan slot, set by conv_prepare (cuDNN algorithms); -1 on the CPU
+    int plan;   // backend's plan slot, set by conv_prepare (cuDNN plans, oneDNN primitives); -1 for none
 } ConvShape;
 
 // Fill the derived output size: Conv2d: out = (in + 2 pad - k) / stride + 1;
-// ConvTranspose2d: out = (in - 1) stride - 2 pad + k.
+// ConvTranspose2d: out = (in - 1) stride - 2 pad + k (+ output_padding, which this leaves 0).
 ConvShape conv_shape(int batch, int in_channels, int in_height, int in_width, int out_channels,
                      int kernel, int stride, int pad, int transposed, int has_bias);
+// Give a ConvTranspose2d shape an output_padding (0 <= output_padding < stride) and recompute its
+// output size; fatal for a Conv2d or an output_padding out of range, as PyTorch refuses them.
+void conv_shape_set_output_padding(ConvShape *s, int output_padding);
 size_t conv_weight_count(const ConvShape *s);   // out*in*k*k
 size_t conv_in_count(const ConvShape *s);       // batch*in*h*w
 size_t conv_out_count(const ConvShape *s);      // batch*out*ho*wo
 
 typedef struct OpsContext OpsContext;
+
+// The CPU backend's convolution engine (train.cpu_conv): oneDNN primitives, or im2col + OpenBLAS
+// sgemm (the reference the tests compare oneDNN with). Both are bit-reproducible for any thread
+// count (kernels/cpu/cpu_conv_internal.h).
+typedef enum { CPU_CONV_ONEDNN = 0, CPU_CONV_IM2COL = 1 } CpuConv;
+// "onednn" | "im2col" | "auto" (onednn when the build has it, else im2col); fatal otherwise, and
+// for onednn in a build without oneDNN.
+CpuConv cpu_conv_from_name(const char *name);
+const char *cpu_conv_name(CpuConv conv);
+int onednn_compiled(void);   // 1 when the build has oneDNN (libdnnl-dev at configure time)
 
 // Adam's hyperparameters as the config holds them (double, like Python's floats).
 typedef struct {
@@ -317,7 +334,8 @@ struct OpsContext {
     BackendKind kind;
     Precision precision;
     int deterministic;      // CUDA: no float atomics, deterministic algorithms
-    int threads;            // CPU: BLAS threads
+    int threads;            // CPU: the threads of every op (one OpenMP pool; OpenBLAS runs single-threaded in it)
+    CpuConv cpu_conv;       // CPU: the convolution engine; change it only before the first conv_prepare
     int device_index;       // CUDA: the GPU this rank uses
     void *workspace;        // backend scratch, ops_reserve_workspace()
     size_t workspace_bytes;
@@ -336,6 +354,10 @@ int cuda_device_count(void);       // 0 without a usable GPU (or without the CUD
 // CPU backend (0: all cores). Fails with a message naming the device string when impossible.
 void ops_context_init(OpsContext *ctx, const char *device, int device_index, int threads, Precision precision,
                       int deterministic);
+// The same with the CPU backend's convolution engine chosen (train.cpu_conv); ops_context_init uses
+// cpu_conv_from_name("auto"). CUDA contexts ignore it.
+void ops_context_init_with_conv(OpsContext *ctx, const char *device, int device_index, int threads,
+                                Precision precision, int deterministic, CpuConv cpu_conv);
 void ops_context_destroy(OpsContext *ctx);
 
 // Backend entry points used by ops_context_init (defined in kernels/cpu/cpu_context.c and

@@ -5,7 +5,7 @@
 #   plotting tool tools/plot.py; --with-fuzz: clang and libFuzzer (tools/fuzz.sh)
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
-          libopenblas-dev libyaml-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
+          libopenblas-dev libdnnl-dev libyaml-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
 for option in "$@"; do
     case "$option" in
     --with-torch) packages+=(python3 python3-torch python3-h5py python3-numpy python3-yaml python3-matplotlib

@@ -18,11 +18,12 @@
 // the same either way, since vsqrtps and vdivps round exactly as their scalar forms.
 void cpu_adam_update(OpsContext *ctx, float *params, const float *grads, float *exp_avg, float *exp_avg_sq, size_t n,
                      const StepState *state) {
-    (void)ctx;
     if (!state->finite) return;
     const AdamScalars s = state->adam;
     CHECK(s.bias_correction2_sqrt > 0.0f, "adam_update before any step_commit (bias correction 0)");
     int decay = s.weight_decay != 0.0f;   // loop-invariant: the compiler unswitches it
+    // Element-wise: the threads' static split cannot change any result.
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float g = grads[i];
         if (decay) g = fmaf(params[i], s.weight_decay, g);

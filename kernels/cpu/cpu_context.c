@@ -1,5 +1,6 @@
 // cpu_context.c: the CPU backend's memory, workspace and thread settings, and its ops table.
-// Threads: OpenBLAS owns the only thread pool (our own loops are single-threaded), because two
+// Threads: one pool, OpenMP's (libgomp), which oneDNN uses too: every op splits its work over
+// ctx->threads threads in fixed chunks, and OpenBLAS runs single-threaded inside them, because two
 // pools on two cores were measured 2.5-3x slower than one.
 #include <cblas.h>
 #include <stdint.h>
@@ -10,7 +11,7 @@
 #include <unistd.h>
 
 #include "../../src/core/common.h"
-#include "cpu_internal.h"
+#include "cpu_conv_internal.h"
 
 enum { CPU_ALIGNMENT = 64 };
 
@@ -139,10 +140,18 @@ void cpu_context_init(OpsContext *ctx, int threads) {
     }
     ctx->ops = &cpu_ops;
     ctx->threads = threads;
-    openblas_set_num_threads(threads);
+    ctx->cpu_conv = cpu_conv_from_name("auto");
+    ctx->backend = xcalloc(1, sizeof(CpuBackend));
+    // OpenBLAS is called from inside our parallel regions, one call per thread: its own pool
+    // would compete with OpenMP's for the same cores.
+    openblas_set_num_threads(1);
 }
 
 void cpu_context_destroy(OpsContext *ctx) {
+    CpuBackend *b = (CpuBackend *)ctx->backend;
+    if (b) onednn_destroy(b->onednn);
+    free(b);
+    ctx->backend = NULL;
     cpu_release(ctx, ctx->workspace);
     ctx->workspace = NULL;
     ctx->workspace_bytes = 0;

@@ -1,444 +1,236 @@
-// cpu_conv.c: Conv2d and ConvTranspose2d on the CPU as im2col / col2im + OpenBLAS sgemm.
-//
-// Both kinds are one linear map seen from its two sides. The "grid" side is the tensor whose
-// pixels index the columns of the im2col matrix (Conv2d: the output; ConvTranspose2d: the input),
-// the "image" side is the other one (Conv2d: the input; ConvTranspose2d: the output). With
-//   col = im2col(image)   [image_c * k * k, grid_hw]
-//   W   = the weight      [grid_c, image_c * k * k]   (Conv2d OIHW and ConvTranspose2d IOHW are
-//                                                      both exactly this row-major matrix)
-// every product the two kinds need is one of three gemms:
-//   gather:   grid  = W col                 Conv2d forward,  ConvTranspose2d backward-data
-//   scatter:  image = col2im(W^T grid)      Conv2d backward-data,  ConvTranspose2d forward
-//   dweight:  dW    = grid col^T            both (with dout in place of the output side)
-// (Conv2d's backward-data at stride 1 may instead be a gather with the flipped kernel: ConvPlan.)
-//
-// Batching: at 8x8 a per-image gemm has only 64 columns, too few to keep two cores' worth of
-// OpenBLAS busy, so `chunk` images go through one gemm with chunk * grid_hw columns: their im2col
-// blocks side by side, and the grid-side tensor packed from NCHW [chunk][c][hw] into
-// [c][chunk * hw] (and unpacked afterwards). The chunk is a pure function of the shape, so prepare
-// and forward/backward agree without any state, and results do not depend on the workspace size.
-//
-// Threads: only OpenBLAS's pool; the copies here are single-threaded loops. Deterministic: the
-// chunks and every summation order are fixed by the shape (and OpenBLAS's kernel and threads).
-#include <cblas.h>
-#include <string.h>
+// cpu_conv.c: the CPU convolutions (ops.h conv_prepare / conv_forward / conv_backward): the
+// checks, the split of the batch into chunks, the threads, and the weight and bias gradients'
+// reductions, around one of two engines (ctx->cpu_conv): oneDNN primitives (cpu_conv_onednn.c)
+// or im2col + OpenBLAS sgemm (cpu_conv_im2col.c, the reference). See cpu_conv_internal.h for why
+// the results do not depend on the thread count.
+#include <omp.h>
 
 #include "../../src/core/common.h"
-#include "cpu_internal.h"
+#include "cpu_conv_internal.h"
 
-// Aim for at least this many gemm columns per call (chunk * grid_hw). Measured with
-// bench/bench_cpu_conv.c (CIFAR layers, batch 32, 1 and 2 threads): one image per gemm (64 columns
-// at 8x8) is ~10% slower in sum; 512 to 4096 are within noise of each other; 1024 was best.
-#ifndef CONV_TARGET_COLUMNS
-#define CONV_TARGET_COLUMNS 1024
-#endif
-// Upper bound on one layer's im2col and packed matrices: the chunk shrinks until they fit.
-#ifndef CONV_WORKSPACE_BUDGET
-#define CONV_WORKSPACE_BUDGET ((size_t)64 << 20)
+// Upper bound on one chunk's im2col matrix (the largest per-thread scratch): the chunk shrinks
+// until it fits.
+#ifndef CONV_CHUNK_BUDGET
+#define CONV_CHUNK_BUDGET ((size_t)32 << 20)
 #endif
 
-typedef struct {
-    int grid_c, grid_h, grid_w;
-    int image_c, image_h, image_w;
-    int k, stride, pad;
-    int rows;          // image_c * k * k: rows of col, columns of W
-    int grid_hw;       // columns of col per image
-    int batch, chunk;  // images per gemm
-    int pointwise;     // 1x1, stride 1, pad 0: col is the image itself
-    int phase_h, phase_w;   // size of one phase of the split plane (see split_plane)
-} ConvGeom;
-
-// The workspace, carved into the col matrix [rows, chunk * grid_hw], the packed grid-side matrix
-// [grid_c, chunk * grid_hw], one split image plane (see split_plane) and, for the flipped data
-// gradient (see ConvPlan), the flipped weight.
-typedef struct {
-    float *col, *packed, *split, *wflip;
-} ConvScratch;
-
-enum { SCRATCH_ALIGN_FLOATS = 16 };   // keep every part 64-byte aligned
-
-static size_t round_up_floats(size_t n) {
-    return (n + SCRATCH_ALIGN_FLOATS - 1) / SCRATCH_ALIGN_FLOATS * SCRATCH_ALIGN_FLOATS;
-}
-
-static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
-
-// Sizes in floats of the scratch parts for geometry g with `chunk` images per gemm.
-static size_t col_floats(const ConvGeom *g, int chunk) { return (size_t)g->rows * (size_t)chunk * (size_t)g->grid_hw; }
-static size_t packed_floats(const ConvGeom *g, int chunk) {
-    return (size_t)g->grid_c * (size_t)chunk * (size_t)g->grid_hw;
-}
-static size_t split_floats(const ConvGeom *g) {
-    return (size_t)g->stride * (size_t)g->stride * (size_t)g->phase_h * (size_t)g->phase_w;
-}
-
-static ConvGeom conv_geom(const ConvShape *s) {
+static void check_shape(const ConvShape *s) {
     CHECK(s->batch > 0 && s->in_channels > 0 && s->out_channels > 0 && s->kernel > 0 && s->stride > 0 && s->pad >= 0,
           "bad convolution shape (batch %d, channels %d->%d, kernel %d, stride %d, pad %d); build it with conv_shape()",
           s->batch, s->in_channels, s->out_channels, s->kernel, s->stride, s->pad);
-    ConvGeom g;
-    if (s->transposed) {
-        g.grid_c = s->in_channels, g.grid_h = s->in_height, g.grid_w = s->in_width;
-        g.image_c = s->out_channels, g.image_h = s->out_height, g.image_w = s->out_width;
-    } else {
-        g.grid_c = s->out_channels, g.grid_h = s->out_height, g.grid_w = s->out_width;
-        g.image_c = s->in_channels, g.image_h = s->in_height, g.image_w = s->in_width;
-    }
-    g.k = s->kernel, g.stride = s->stride, g.pad = s->pad;
-    // The grid must be exactly what a Conv2d over the image produces (conv_shape() guarantees it).
-    CHECK(g.grid_h == (g.image_h + 2 * g.pad - g.k) / g.stride + 1 && g.grid_w == (g.image_w + 2 * g.pad - g.k) / g.stride + 1,
-          "inconsistent convolution shape %dx%d -> %dx%d (kernel %d, stride %d, pad %d, transposed %d); "
-          "build it with conv_shape()", s->in_height, s->in_width, s->out_height, s->out_width, s->kernel, s->stride,
-          s->pad, s->transposed);
-    g.rows = g.image_c * g.k * g.k;
-    g.grid_hw = g.grid_h * g.grid_w;
-    g.batch = s->batch;
-    g.pointwise = g.k == 1 && g.stride == 1 && g.pad == 0;
-    g.phase_h = (g.image_h + 2 * g.pad + g.stride - 1) / g.stride;
-    g.phase_w = (g.image_w + 2 * g.pad + g.stride - 1) / g.stride;
+    CHECK(!s->output_padding || s->transposed, "output_padding on a Conv2d; set it with conv_shape_set_output_padding");
+    // The grid side must be exactly what a Conv2d over the image side produces, and a transposed
+    // layer's output exactly its formula (conv_shape() and conv_shape_set_output_padding() do both).
+    int ih = s->transposed ? s->out_height : s->in_height, iw = s->transposed ? s->out_width : s->in_width;
+    int gh = s->transposed ? s->in_height : s->out_height, gw = s->transposed ? s->in_width : s->out_width;
+    int span = s->kernel - 2 * s->pad + s->output_padding;
+    CHECK(gh == (ih + 2 * s->pad - s->kernel) / s->stride + 1 && gw == (iw + 2 * s->pad - s->kernel) / s->stride + 1 &&
+              (!s->transposed || (ih == (gh - 1) * s->stride + span && iw == (gw - 1) * s->stride + span)),
+          "inconsistent convolution shape %dx%d -> %dx%d (kernel %d, stride %d, pad %d, output_padding %d, "
+          "transposed %d); build it with conv_shape()", s->in_height, s->in_width, s->out_height, s->out_width,
+          s->kernel, s->stride, s->pad, s->output_padding, s->transposed);
+}
 
-    int chunk = (CONV_TARGET_COLUMNS + g.grid_hw - 1) / g.grid_hw;
-    if (chunk > g.batch) chunk = g.batch;
-    while (chunk > 1 && (col_floats(&g, chunk) + packed_floats(&g, chunk)) * sizeof(float) > CONV_WORKSPACE_BUDGET)
-        chunk--;
+static int grid_pixels(const ConvShape *s) {
+    return s->transposed ? s->in_height * s->in_width : s->out_height * s->out_width;
+}
+
+// Largest im2col matrix of a chunk of n images: (image_c k k) x (n grid pixels), either direction.
+static size_t chunk_col_bytes(const ConvShape *s, int n) {
+    int rows = (s->transposed ? s->in_channels : s->out_channels) * s->kernel * s->kernel;
+    int rows_t = (s->transposed ? s->out_channels : s->in_channels) * s->kernel * s->kernel;
+    return (size_t)(rows > rows_t ? rows : rows_t) * (size_t)n * (size_t)grid_pixels(s) * sizeof(float);
+}
+
+ConvChunks cpu_conv_chunks(const ConvShape *s) {
+    int batch = s->batch, hw = grid_pixels(s);
+    int chunk = (CONV_TARGET_COLUMNS + hw - 1) / hw;
+    if (chunk > batch) chunk = batch;
+    int count = (batch + chunk - 1) / chunk;
+    if (count % CONV_CHUNK_MULTIPLE) count += CONV_CHUNK_MULTIPLE - count % CONV_CHUNK_MULTIPLE;
+    if (count > batch) count = batch;
+    chunk = (batch + count - 1) / count;
+    while (chunk > 1 && chunk_col_bytes(s, chunk) > CONV_CHUNK_BUDGET) chunk--;
     // Even out the chunks (32 images at 12 per chunk would be 12 12 8; make it 11 11 10).
-    int nchunks = (g.batch + chunk - 1) / chunk;
-    g.chunk = (g.batch + nchunks - 1) / nchunks;
-    return g;
+    count = (batch + chunk - 1) / chunk;
+    chunk = (batch + count - 1) / count;
+    ConvChunks ch = {chunk, (batch + chunk - 1) / chunk, 0};
+    ch.last = batch - (ch.count - 1) * ch.chunk;
+    return ch;
 }
 
-// im2col and col2im work on one image plane at a time, rearranged so that their inner loops are
-// plain stride-1 runs with no bounds tests: the plane with its zero border of `pad` pixels
-// (hp x wp), split into stride x stride phase planes of phase_h x phase_w, phase (py, px) holding the
-// padded pixels (y, x) with y % stride = py and x % stride = px at (y / stride, x / stride). Kernel
-// tap (ki, kj) at grid pixel (oh, ow) reads padded pixel (oh stride + ki, ow stride + kj), which is
-// pixel (oh + ki / stride, ow + kj / stride) of phase (ki % stride, kj % stride). Stride 1 and pad 0
-// need no split at all.
-static int needs_split(const ConvGeom *g) { return g->stride > 1 || g->pad > 0; }
+static int uses_onednn(const OpsContext *ctx) { return ctx->cpu_conv == CPU_CONV_ONEDNN; }
 
-static const float *phase_plane(const ConvGeom *g, const float *split, int ki, int kj) {
-    int s = g->stride;
-    return split + (size_t)((ki % s) * s + kj % s) * (size_t)g->phase_h * (size_t)g->phase_w +
-           (size_t)(ki / s) * (size_t)g->phase_w + (size_t)(kj / s);
+static OnednnState *onednn_state(OpsContext *ctx) {
+    CpuBackend *b = (CpuBackend *)ctx->backend;
+    if (!b->onednn) b->onednn = onednn_create(ctx->threads);
+    return b->onednn;
 }
 
-// split = the plane src, padded and split into phases.
-static void split_plane(const ConvGeom *g, const float *src, float *split) {
-    int s = g->stride, p = g->pad, pw = g->phase_w;
-    memset(split, 0, (size_t)s * (size_t)s * (size_t)g->phase_h * (size_t)pw * sizeof(float));
-    for (int y = 0; y < g->image_h; y++) {
-        const float *srow = src + (size_t)y * (size_t)g->image_w;
-        for (int px = 0; px < s; px++) {
-            // image columns x with (x + p) % s == px, landing at column (x + p) / s of the phase
-            int x0 = ((px - p) % s + s) % s;
-            float *drow = split + (size_t)(((y + p) % s) * s + px) * (size_t)g->phase_h * (size_t)pw +
-                          (size_t)((y + p) / s) * (size_t)pw + (size_t)((x0 + p) / s);
-            for (int x = x0, xx = 0; x < g->image_w; x += s, xx++) drow[xx] = srow[x];
-        }
-    }
+static ConvSpace conv_space(OpsContext *ctx, const ConvShape *s, const ConvChunks *ch) {
+    return uses_onednn(ctx) ? onednn_space(onednn_state(ctx), s) : im2col_space(s, ch);
 }
 
-// The inverse of split_plane for the interior: dst = interior of the split plane + v.
-static void merge_plane(const ConvGeom *g, const float *split, float v, float *dst) {
-    int s = g->stride, p = g->pad, pw = g->phase_w;
-    for (int y = 0; y < g->image_h; y++) {
-        float *drow = dst + (size_t)y * (size_t)g->image_w;
-        for (int px = 0; px < s; px++) {
-            int x0 = ((px - p) % s + s) % s;
-            const float *srow = split + (size_t)(((y + p) % s) * s + px) * (size_t)g->phase_h * (size_t)pw +
-                                (size_t)((y + p) / s) * (size_t)pw + (size_t)((x0 + p) / s);
-            for (int x = x0, xx = 0; x < g->image_w; x += s, xx++) drow[x] = srow[xx] + v;
-        }
-    }
-}
-
-// col[r][b * grid_hw + oh * grid_w + ow] = image[b][c][oh * stride - pad + ki][ow * stride - pad + kj]
-// (0 in the padding), r = (c * k + ki) * k + kj, for the nb images of the chunk. `split` is scratch
-// for one split plane.
-static void im2col(const ConvGeom *g, const float *image, int nb, float *col, float *split) {
-    size_t ld = (size_t)nb * (size_t)g->grid_hw, plane = (size_t)g->image_h * (size_t)g->image_w;
-    int k = g->k, gh = g->grid_h, gw = g->grid_w;
-    int pw = needs_split(g) ? g->phase_w : g->image_w;
-    for (int b = 0; b < nb; b++) {
-        for (int c = 0; c < g->image_c; c++) {
-            const float *src = image + ((size_t)b * (size_t)g->image_c + (size_t)c) * plane;
-            if (needs_split(g)) split_plane(g, src, split);
-            for (int ki = 0; ki < k; ki++) {
-                for (int kj = 0; kj < k; kj++) {
-                    float *restrict dst = col + (size_t)((c * k + ki) * k + kj) * ld + (size_t)b * (size_t)g->grid_hw;
-                    const float *restrict from = needs_split(g) ? phase_plane(g, split, ki, kj)
-                                                                : src + (size_t)ki * pw + kj;
-                    for (int oh = 0; oh < gh; oh++, dst += gw, from += pw)
-                        for (int ow = 0; ow < gw; ow++) dst[ow] = from[ow];
-                }
-            }
-        }
-    }
-}
-
-// The adjoint of im2col: image[b][c][y][x] = init[c] + the sum of the col entries that im2col took
-// from pixel (y, x) (init is the bias, or NULL for 0). Overwrites the nb images. The sums go into
-// the split scratch plane (whose padding is then dropped), or straight into the image when no
-// split is needed.
-static void col2im(const ConvGeom *g, const float *col, const float *init, int nb, float *image, float *split) {
-    size_t ld = (size_t)nb * (size_t)g->grid_hw, plane = (size_t)g->image_h * (size_t)g->image_w;
-    int k = g->k, gh = g->grid_h, gw = g->grid_w;
-    int pw = needs_split(g) ? g->phase_w : g->image_w;
-    size_t split_size = (size_t)g->stride * (size_t)g->stride * (size_t)g->phase_h * (size_t)g->phase_w;
-    for (int b = 0; b < nb; b++) {
-        for (int c = 0; c < g->image_c; c++) {
-            float *dst = image + ((size_t)b * (size_t)g->image_c + (size_t)c) * plane;
-            float v = init ? init[c] : 0.0f;
-            if (needs_split(g)) {
-                memset(split, 0, split_size * sizeof(float));
-            } else {
-                for (size_t i = 0; i < plane; i++) dst[i] = v;
-            }
-            for (int ki = 0; ki < k; ki++) {
-                for (int kj = 0; kj < k; kj++) {
-                    const float *restrict src = col + (size_t)((c * k + ki) * k + kj) * ld + (size_t)b * (size_t)g->grid_hw;
-                    float *restrict to = needs_split(g) ? (float *)phase_plane(g, split, ki, kj)
-                                                        : dst + (size_t)ki * pw + kj;
-                    for (int oh = 0; oh < gh; oh++, src += gw, to += pw)
-                        for (int ow = 0; ow < gw; ow++) to[ow] += src[ow];
-                }
-            }
-            if (needs_split(g)) merge_plane(g, split, v, dst);
-        }
-    }
-}
-
-// packed[c][b * hw + p] = t[b][c][p]: the chunk's grid-side tensor as one [grid_c, nb * hw] matrix.
-static void pack_grid(const ConvGeom *g, const float *t, int nb, float *packed) {
-    size_t hw = (size_t)g->grid_hw, ld = (size_t)nb * hw;
-    for (int b = 0; b < nb; b++)
-        for (int c = 0; c < g->grid_c; c++)
-            memcpy(packed + (size_t)c * ld + (size_t)b * hw, t + ((size_t)b * (size_t)g->grid_c + (size_t)c) * hw,
-                   hw * sizeof(float));
-}
-
-// The inverse of pack_grid, adding bias[c] when bias is not NULL.
-static void unpack_grid(const ConvGeom *g, const float *packed, const float *bias, int nb, float *t) {
-    size_t hw = (size_t)g->grid_hw, ld = (size_t)nb * hw;
-    for (int b = 0; b < nb; b++) {
-        for (int c = 0; c < g->grid_c; c++) {
-            const float *src = packed + (size_t)c * ld + (size_t)b * hw;
-            float *dst = t + ((size_t)b * (size_t)g->grid_c + (size_t)c) * hw;
-            float v = bias ? bias[c] : 0.0f;
-            for (size_t p = 0; p < hw; p++) dst[p] = src[p] + v;
-        }
-    }
-}
-
-static void add_bias(const float *bias, int nb, int channels, size_t hw, float *t) {
-    for (int b = 0; b < nb; b++)
-        for (int c = 0; c < channels; c++) {
-            float *dst = t + ((size_t)b * (size_t)channels + (size_t)c) * hw;
-            for (size_t p = 0; p < hw; p++) dst[p] += bias[c];
-        }
-}
-
-// Conv2d's data gradient at stride 1 is itself a Conv2d, of dout with the flipped kernel:
-//   din = conv(dout, W~, pad k - 1 - pad),   W~[c][o][ki][kj] = W[o][c][k - 1 - ki][k - 1 - kj].
-// Done as a gather (im2col of dout, one gemm with K = out_channels k k) it moves less memory than
-// the scatter (a gemm with K = out_channels into in_channels k k rows, then col2im) when
-// out_channels < in_channels, and its gemm has a better shape: the residual 128->32 3x3 conv's
-// backward measured ~25% faster this way (at 128->128 the two measured the same).
+// The workspace carved up (see ConvSpace). im2col with one chunk writes the weight gradient
+// straight into dweight (its layout is the layer's); otherwise every chunk has a partial.
 typedef struct {
-    ConvGeom g;   // the convolution
-    ConvGeom f;   // its data gradient as a convolution of dout, when flip is set
-    int flip;
-} ConvPlan;
+    char *shared;
+    float *partials;   // [count][partial_floats], or NULL
+    char *threads;     // [threads][thread_bytes]
+    ConvSpace space;
+} ConvWorkspace;
 
-static ConvPlan conv_plan(const ConvShape *s) {
-    ConvPlan p;
-    memset(&p, 0, sizeof p);
-    p.g = conv_geom(s);
-    p.flip = !s->transposed && s->stride == 1 && s->kernel > 1 && s->pad <= s->kernel - 1 &&
-             s->out_channels < s->in_channels;
-    if (p.flip) {
-        ConvShape d = conv_shape(s->batch, s->out_channels, s->out_height, s->out_width, s->in_channels, s->kernel, 1,
-                                 s->kernel - 1 - s->pad, 0, 0);
-        CHECK(d.out_height == s->in_height && d.out_width == s->in_width, "flipped data-gradient shape mismatch");
-        p.f = conv_geom(&d);
-        p.f.chunk = p.g.chunk;   // the same chunks as the weight gradient, which runs in the same loop
-    }
-    return p;
+static int needs_partials(const OpsContext *ctx, const ConvChunks *ch) { return uses_onednn(ctx) || ch->count > 1; }
+
+static size_t workspace_bytes(const OpsContext *ctx, const ConvChunks *ch, const ConvSpace *sp) {
+    size_t partials = needs_partials(ctx, ch) ? (size_t)ch->count * sp->partial_floats * sizeof(float) : 0;
+    return sp->shared_bytes + partials + (size_t)ctx->threads * sp->thread_bytes;
 }
 
-// Floats of each scratch part: enough for the convolution and, when flipped, its data gradient.
-static void scratch_floats(const ConvPlan *p, size_t *col, size_t *packed, size_t *split, size_t *wflip) {
-    const ConvGeom *g = &p->g, *f = &p->f;
-    *col = col_floats(g, g->chunk), *packed = packed_floats(g, g->chunk), *split = split_floats(g), *wflip = 0;
-    if (p->flip) {
-        *col = max_size(*col, col_floats(f, f->chunk));
-        *packed = max_size(*packed, packed_floats(f, f->chunk));
-        *split = max_size(*split, split_floats(f));
-        *wflip = (size_t)f->grid_c * (size_t)f->rows;
-    }
-}
-
-static size_t conv_workspace_floats(const ConvPlan *p) {
-    size_t col, packed, split, wflip;
-    scratch_floats(p, &col, &packed, &split, &wflip);
-    return round_up_floats(col) + round_up_floats(packed) + round_up_floats(split) + round_up_floats(wflip);
-}
-
-static ConvScratch conv_scratch(OpsContext *ctx, const ConvPlan *p) {
-    size_t need = conv_workspace_floats(p) * sizeof(float);
+static ConvWorkspace conv_workspace(OpsContext *ctx, const ConvShape *s, const ConvChunks *ch, const char *op) {
+    ConvWorkspace w;
+    w.space = conv_space(ctx, s, ch);
+    size_t need = workspace_bytes(ctx, ch, &w.space);
     CHECK(ctx->workspace_bytes >= need && (need == 0 || ctx->workspace),
-          "convolution workspace too small: this layer needs %zu bytes, the context has %zu; "
-          "reserve the maximum of conv_prepare() over all layers with reserve_workspace() at start-up",
-          need, ctx->workspace_bytes);
-    size_t col, packed, split, wflip;
-    scratch_floats(p, &col, &packed, &split, &wflip);
-    ConvScratch w;
-    w.col = (float *)ctx->workspace;
-    w.packed = w.col + round_up_floats(col);
-    w.split = w.packed + round_up_floats(packed);
-    w.wflip = w.split + round_up_floats(split);
+          "%s: convolution workspace too small: this layer needs %zu bytes, the context has %zu; reserve the "
+          "maximum of conv_prepare() over all layers with reserve_workspace() at start-up", op, need,
+          ctx->workspace_bytes);
+    w.shared = (char *)ctx->workspace;
+    w.partials = needs_partials(ctx, ch) ? (float *)(w.shared + w.space.shared_bytes) : NULL;
+    w.threads = w.shared + w.space.shared_bytes +
+                (w.partials ? (size_t)ch->count * w.space.partial_floats * sizeof(float) : 0);
     return w;
 }
 
 size_t cpu_conv_prepare(OpsContext *ctx, ConvShape *s) {
-    (void)ctx;
-    ConvPlan p = conv_plan(s);
+    check_shape(s);
+    ConvChunks ch = cpu_conv_chunks(s);
     s->plan = -1;
-    return conv_workspace_floats(&p) * sizeof(float);
+    if (uses_onednn(ctx)) onednn_prepare(onednn_state(ctx), s, &ch);
+    ConvSpace sp = conv_space(ctx, s, &ch);
+    return workspace_bytes(ctx, &ch, &sp);
 }
 
-// grid[nb] = W col_mat + bias for nb images, col_mat being im2col(image[nb]) (or the image itself
-// when pointwise). A single image's result goes straight into the NCHW tensor; a chunk's through
-// `packed` (which is overwritten).
-static void gather(const ConvGeom *g, const float *weight, const float *col_mat, const float *bias, int nb,
-                   float *grid, float *packed) {
-    int n = nb * g->grid_hw;
-    float *c_mat = nb == 1 ? grid : packed;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->grid_c, n, g->rows, 1.0f, weight, g->rows, col_mat, n,
-                0.0f, c_mat, n);
-    if (nb != 1) {
-        unpack_grid(g, packed, bias, nb, grid);
-    } else if (bias) {
-        add_bias(bias, 1, g->grid_c, (size_t)g->grid_hw, grid);
-    }
+static void check_call(OpsContext *ctx, const ConvShape *s, const char *op) {
+    check_shape(s);
+    if (uses_onednn(ctx)) onednn_check_plan(onednn_state(ctx), s, op);
 }
 
-// im2col of nb images into col, or the image itself when the conv is pointwise and nb = 1.
-static const float *col_matrix(const ConvGeom *g, const float *image, int nb, const ConvScratch *w) {
-    if (g->pointwise && nb == 1) return image;
-    im2col(g, image, nb, w->col, w->split);
-    return w->col;
-}
+// Inside our parallel region every oneDNN call must run single-threaded, as its primitives were
+// made for (cpu_conv_onednn.c). oneDNN asks OpenMP how many threads it may use, and a team of one
+// thread does not count as "in parallel", so the answer is set to 1 for this thread's nested work.
+static void single_threaded_below(void) { omp_set_num_threads(1); }
 
-// image[nb] = col2im(W^T grid[nb]) + bias, nb images.
-static void scatter(const ConvGeom *g, const float *weight, const float *grid_packed, const float *bias, int nb,
-                    float *image, const ConvScratch *w) {
-    int n = nb * g->grid_hw;
-    if (g->pointwise && nb == 1) {   // col2im is the identity: write the gemm straight into the image
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->rows, n, g->grid_c, 1.0f, weight, g->rows, grid_packed,
-                    n, 0.0f, image, n);
-        if (bias) add_bias(bias, 1, g->image_c, (size_t)g->grid_hw, image);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->rows, n, g->grid_c, 1.0f, weight, g->rows, grid_packed, n,
-                0.0f, w->col, n);
-    col2im(g, w->col, bias, nb, image, w->split);
-}
-
-// The grid-side tensor of nb images as a [grid_c, nb * hw] matrix: itself when nb = 1.
-static const float *grid_matrix(const ConvGeom *g, const float *t, int nb, float *packed) {
-    if (nb == 1) return t;
-    pack_grid(g, t, nb, packed);
-    return packed;
-}
+static size_t in_image(const ConvShape *s) { return (size_t)s->in_channels * s->in_height * s->in_width; }
+static size_t out_image(const ConvShape *s) { return (size_t)s->out_channels * s->out_height * s->out_width; }
 
 void cpu_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight, const float *bias,
                       float *out) {
-    ConvPlan plan = conv_plan(s);
-    const ConvGeom g = plan.g;
+    check_call(ctx, s, "conv_forward");
     CHECK(!s->has_bias || bias, "convolution has a bias but none was passed");
     if (!s->has_bias) bias = NULL;
-    ConvScratch w = conv_scratch(ctx, &plan);
-    size_t in_image = (size_t)s->in_channels * (size_t)s->in_height * (size_t)s->in_width;
-    size_t out_image = (size_t)s->out_channels * (size_t)s->out_height * (size_t)s->out_width;
-    for (int n0 = 0; n0 < g.batch; n0 += g.chunk) {
-        int nb = g.batch - n0 < g.chunk ? g.batch - n0 : g.chunk;
-        const float *x = in + (size_t)n0 * in_image;
-        float *y = out + (size_t)n0 * out_image;
-        if (s->transposed) {
-            scatter(&g, weight, grid_matrix(&g, x, nb, w.packed), bias, nb, y, &w);
-        } else {
-            gather(&g, weight, col_matrix(&g, x, nb, &w), bias, nb, y, w.packed);
+    ConvChunks ch = cpu_conv_chunks(s);
+    ConvWorkspace w = conv_workspace(ctx, s, &ch, "conv_forward");
+    OnednnState *dnnl = uses_onednn(ctx) ? onednn_state(ctx) : NULL;
+#pragma omp parallel num_threads(ctx->threads)
+    {
+        int tid = omp_get_thread_num();
+        void *scratch = w.threads + (size_t)tid * w.space.thread_bytes;
+        single_threaded_below();
+        if (dnnl) {
+#pragma omp single
+            onednn_prepare_weights(dnnl, s, weight, 0, w.shared);
+        }
+#pragma omp for schedule(static)
+        for (int c = 0; c < ch.count; c++) {
+            int nb = conv_chunk_images(&ch, c);
+            const float *x = in + (size_t)c * ch.chunk * in_image(s);
+            float *y = out + (size_t)c * ch.chunk * out_image(s);
+            if (dnnl) onednn_forward_chunk(dnnl, s, tid, nb, x, bias, y, w.shared, scratch);
+            else im2col_forward_chunk(s, nb, x, weight, bias, y, scratch);
         }
     }
 }
 
 // dbias[c] = sum of dout over batch and pixels, in double with DBIAS_LANES independent partial
-// sums: a fixed order (bit-reproducible) that still vectorizes.
+// sums: a fixed order (bit-reproducible) that still vectorizes. One channel per iteration, so the
+// threads split the channels and no sum depends on how many there are.
 enum { DBIAS_LANES = 8 };
 
-static void bias_grad(const ConvShape *s, const float *dout, float *dbias) {
+static void bias_grad_channel(const ConvShape *s, const float *dout, int c, float *dbias) {
     size_t hw = (size_t)s->out_height * (size_t)s->out_width;
-    for (int c = 0; c < s->out_channels; c++) {
-        double lanes[DBIAS_LANES] = {0};
-        for (int b = 0; b < s->batch; b++) {
-            const float *p = dout + ((size_t)b * (size_t)s->out_channels + (size_t)c) * hw;
-            size_t i = 0;
-            for (; i + DBIAS_LANES <= hw; i += DBIAS_LANES)
-                for (int l = 0; l < DBIAS_LANES; l++) lanes[l] += p[i + l];
-            for (; i < hw; i++) lanes[i % DBIAS_LANES] += p[i];
+    double lanes[DBIAS_LANES] = {0};
+    for (int b = 0; b < s->batch; b++) {
+        const float *p = dout + ((size_t)b * (size_t)s->out_channels + (size_t)c) * hw;
+        size_t i = 0;
+        for (; i + DBIAS_LANES <= hw; i += DBIAS_LANES)
+            for (int l = 0; l < DBIAS_LANES; l++) lanes[l] += p[i + l];
+        for (; i < hw; i++) lanes[i % DBIAS_LANES] += p[i];
+    }
+    double sum = 0.0;
+    for (int l = 0; l < DBIAS_LANES; l++) sum += lanes[l];
+    dbias[c] = (float)sum;
+}
+
+// Elements per iteration of the partials' sum: the threads split the blocks, every element is
+// summed over the chunks in chunk order.
+enum { PARTIAL_BLOCK = 4096 };
+
+// into[i] = sum over chunks c (in order) of partials[c][i], i < n. Runs inside the parallel region.
+static void sum_partials(const float *partials, size_t stride, int count, size_t n, float *into) {
+    size_t blocks = (n + PARTIAL_BLOCK - 1) / PARTIAL_BLOCK;
+#pragma omp for schedule(static)
+    for (size_t blk = 0; blk < blocks; blk++) {
+        size_t i0 = blk * PARTIAL_BLOCK, i1 = i0 + PARTIAL_BLOCK < n ? i0 + PARTIAL_BLOCK : n;
+        for (size_t i = i0; i < i1; i++) {
+            float acc = partials[i];
+            for (int c = 1; c < count; c++) acc += partials[(size_t)c * stride + i];
+            into[i] = acc;
         }
-        double sum = 0.0;
-        for (int l = 0; l < DBIAS_LANES; l++) sum += lanes[l];
-        dbias[c] = (float)sum;
     }
 }
 
-// W~[c][o][ki][kj] = W[o][c][k - 1 - ki][k - 1 - kj]: the weight of the flipped data gradient.
-static void flip_weight(const ConvShape *s, const float *weight, float *wflip) {
-    int co_n = s->out_channels, ci_n = s->in_channels, k = s->kernel, kk = k * k;
-    for (int o = 0; o < co_n; o++)
-        for (int c = 0; c < ci_n; c++) {
-            const float *src = weight + ((size_t)o * (size_t)ci_n + (size_t)c) * (size_t)kk;
-            float *dst = wflip + ((size_t)c * (size_t)co_n + (size_t)o) * (size_t)kk;
-            for (int t = 0; t < kk; t++) dst[t] = src[kk - 1 - t];
-        }
-}
-
-// Per chunk: col = im2col(image side), P = grid side as a matrix; dW (+)= P col^T; then the data
-// gradient: ConvTranspose2d din = W col (col is im2col(dout)); Conv2d din = col2im(W^T P) (P is
-// dout), or at stride 1 the flipped gather of ConvPlan.
+// Per chunk: the weight gradient into its partial (or straight into dweight), the data gradient;
+// then the partials summed in chunk order and the bias gradient, all in one parallel region.
 void cpu_conv_backward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight, const float *dout,
                        float *din, float *dweight, float *dbias) {
-    ConvPlan plan = conv_plan(s);
-    const ConvGeom g = plan.g;
+    check_call(ctx, s, "conv_backward");
     CHECK(!s->has_bias || dbias, "convolution has a bias but no dbias was passed");
-    ConvScratch w = conv_scratch(ctx, &plan);
-    if (din && plan.flip) flip_weight(s, weight, w.wflip);
-    size_t in_image = (size_t)s->in_channels * (size_t)s->in_height * (size_t)s->in_width;
-    size_t out_image = (size_t)s->out_channels * (size_t)s->out_height * (size_t)s->out_width;
-    for (int n0 = 0; n0 < g.batch; n0 += g.chunk) {
-        int nb = g.batch - n0 < g.chunk ? g.batch - n0 : g.chunk;
-        int n = nb * g.grid_hw;
-        const float *x = in + (size_t)n0 * in_image;
-        const float *dy = dout + (size_t)n0 * out_image;
-        const float *image_side = s->transposed ? dy : x;
-        const float *grid_side = s->transposed ? x : dy;
-        const float *col_mat = col_matrix(&g, image_side, nb, &w);
-        const float *p_mat = grid_matrix(&g, grid_side, nb, w.packed);
-        // The first chunk overwrites dweight, the others accumulate into it.
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.grid_c, g.rows, n, 1.0f, p_mat, n, col_mat, n,
-                    n0 == 0 ? 0.0f : 1.0f, dweight, g.rows);
-        if (!din) continue;
-        // From here on col and packed are free to be overwritten.
-        float *dx = din + (size_t)n0 * in_image;
-        if (s->transposed) {
-            gather(&g, weight, col_mat, NULL, nb, dx, w.packed);
-        } else if (plan.flip) {
-            gather(&plan.f, w.wflip, col_matrix(&plan.f, dy, nb, &w), NULL, nb, dx, w.packed);
-        } else {
-            scatter(&g, weight, p_mat, NULL, nb, dx, &w);
+    ConvChunks ch = cpu_conv_chunks(s);
+    ConvWorkspace w = conv_workspace(ctx, s, &ch, "conv_backward");
+    OnednnState *dnnl = uses_onednn(ctx) ? onednn_state(ctx) : NULL;
+    size_t stride = w.space.partial_floats;
+#pragma omp parallel num_threads(ctx->threads)
+    {
+        int tid = omp_get_thread_num();
+        void *scratch = w.threads + (size_t)tid * w.space.thread_bytes;
+        single_threaded_below();
+#pragma omp single
+        {
+            if (dnnl && din) onednn_prepare_weights(dnnl, s, weight, 1, w.shared);
+            else if (din) im2col_prepare_backward(s, weight, w.shared);
+        }
+#pragma omp for schedule(static)
+        for (int c = 0; c < ch.count; c++) {
+            int nb = conv_chunk_images(&ch, c);
+            size_t off_in = (size_t)c * ch.chunk * in_image(s), off_out = (size_t)c * ch.chunk * out_image(s);
+            float *dx = din ? din + off_in : NULL;
+            float *dw = w.partials ? w.partials + (size_t)c * stride : dweight;
+            if (dnnl) onednn_backward_chunk(dnnl, s, tid, nb, in + off_in, dout + off_out, dx, dw, w.shared, scratch);
+            else im2col_backward_chunk(s, nb, in + off_in, weight, w.shared, dout + off_out, dx, dw, scratch);
+        }
+        // oneDNN's partials are in its own layout: sum them in place, then one reorder to dweight.
+        if (w.partials && ch.count > 1) {
+            size_t n = dnnl ? stride : conv_weight_count(s);
+            sum_partials(w.partials, stride, ch.count, n, dnnl ? w.partials : dweight);
+        }
+        if (dnnl) {
+#pragma omp single
+            onednn_finish_dweight(dnnl, s, w.partials, dweight);
+        }
+        if (s->has_bias) {
+#pragma omp for schedule(static)
+            for (int c = 0; c < s->out_channels; c++) bias_grad_channel(s, dout, c, dbias);
         }
     }
-    if (s->has_bias) bias_grad(s, dout, dbias);
 }

@@ -3,6 +3,15 @@
 #pragma once
 #include "../ops.h"
 
+// ctx->backend of a CPU context.
+typedef struct {
+    struct OnednnState *onednn;   // oneDNN's engine, stream and convolution plans (cpu_conv_onednn.c), or NULL
+} CpuBackend;
+
+// Every parallel region of the backend has exactly ctx->threads threads, however short its loop:
+// libgomp reuses a team only for the same thread count, and allocates a new one otherwise (a
+// malloc and a free inside the step, test_step_allocations); a region costs ~1-2 microseconds.
+
 // cpu_context.c: memory, workspace, threads
 void *cpu_alloc(OpsContext *ctx, size_t bytes);
 void cpu_release(OpsContext *ctx, void *ptr);
@@ -12,7 +21,7 @@ void cpu_copy(OpsContext *ctx, void *dst, const void *src, size_t bytes);
 void cpu_synchronize(OpsContext *ctx);
 void cpu_reserve_workspace(OpsContext *ctx, size_t bytes);
 
-// cpu_conv.c: im2col / col2im + OpenBLAS sgemm
+// cpu_conv.c: the driver of the two engines (oneDNN, im2col + OpenBLAS), see cpu_conv_internal.h
 size_t cpu_conv_prepare(OpsContext *ctx, ConvShape *s);
 void cpu_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, const float *weight, const float *bias,
                       float *out);

@@ -11,7 +11,9 @@
 // ConvTranspose2d (transposed = 1), weight [Cin, Cout, k, k]. Write C for the Conv2d with the
 // same kernel, stride and padding that maps [N, Cout, Ho, Wo] to [N, Cin, H, W] with filter
 // [K = Cin, C = Cout, k, k]: that filter is PyTorch's ConvTranspose2d weight exactly as stored,
-// and the sizes agree, (Ho + 2p - k)/s + 1 = H since Ho = (H - 1)s - 2p + k (output_padding 0).
+// and the sizes agree, (Ho + 2p - k)/s + 1 = H since Ho = (H - 1)s - 2p + k + op with
+// output_padding 0 <= op < s: the op extra rows and columns of C's input (our output) are ones no
+// tap of C reaches (the division rounds down), so only x's descriptor, which holds them, changes.
 // ConvTranspose2d is the adjoint C^T (PyTorch defines it as the input gradient of C). So in
 // cuDNN terms x = layer output, y = layer input, and:
 //   forward:          out = C^T(in)             = BackwardData(w, dy := in)       -> dx := out
@@ -155,7 +157,7 @@ static int same_shape(const ConvShape *a, const ConvShape *b) {
     return a->batch == b->batch && a->in_channels == b->in_channels && a->in_height == b->in_height &&
            a->in_width == b->in_width && a->out_channels == b->out_channels && a->out_height == b->out_height &&
            a->out_width == b->out_width && a->kernel == b->kernel && a->stride == b->stride && a->pad == b->pad &&
-           a->transposed == b->transposed && a->has_bias == b->has_bias;
+           a->output_padding == b->output_padding && a->transposed == b->transposed && a->has_bias == b->has_bias;
 }
 
 static const char *conv_kind(const ConvShape *s) { return s->transposed ? "ConvTranspose2d" : "Conv2d"; }

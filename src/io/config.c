@@ -114,6 +114,8 @@ static const KeySpec KEYS[] = {
      .help = "deterministic CUDA algorithms (cpu runs are always bit-reproducible)"},
     {"train.threads", KEY_INT, FIELD(threads), .flags = GE_MIN | LE_MAX, .min = 0, .max = 4096, .def = "0",
      .help = "CPU threads per rank; 0 = cores / ranks on the node"},
+    {"train.cpu_conv", KEY_ENUM, FIELD(cpu_conv), .choices = "auto|onednn|im2col", .def = "auto",
+     .help = "CPU convolutions: oneDNN, or im2col + OpenBLAS (the reference); auto = onednn when built with it"},
     {"train.eval_every", KEY_INT, FIELD(eval_every), .flags = GE_MIN, .min = 0, .def = "0",
      .help = "evaluate on the test set every N steps; 0 = only at the end"},
     {"train.eval_batches", KEY_INT, FIELD(eval_batches), .flags = GE_MIN, .min = 0, .def = "0",

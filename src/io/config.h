@@ -51,6 +51,7 @@ typedef struct {
     char precision[CONFIG_NAME_MAX];      // train.precision: tf32 | fp32 | bf16 (CUDA convolutions)
     int deterministic;                    // train.deterministic: false
     int threads;                          // train.threads: 0 = cores / local ranks (CPU backend)
+    char cpu_conv[CONFIG_NAME_MAX];       // train.cpu_conv: auto | onednn | im2col (CPU convolutions)
     int eval_every;                       // train.eval_every: 0 = only at the end (steps)
     int eval_batches;                     // train.eval_batches: 0 = the whole test set
     int cuda_graph;                       // train.cuda_graph: false

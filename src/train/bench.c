@@ -1,6 +1,6 @@
-// bench.c: `vqvae_dist bench`: the real trainer's step timed on synthetic CIFAR-shaped data, with
-// one JSON line on stdout (rank 0) that bench/compare.py sets beside PyTorch's (docs/BENCHMARKS.md).
-// Writes no checkpoint and no metrics file.
+// bench.c: `vqvae_dist bench`: the real trainer's step timed on synthetic data (CIFAR-shaped, or
+// of the config's dataset's shape), with one JSON line on stdout (rank 0) that bench/compare.py
+// sets beside PyTorch's (docs/BENCHMARKS.md). Writes no checkpoint and no metrics file.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -134,8 +134,34 @@ static void stdout_restore(int saved) {
 
 // ---- the command -----------------------------------------------------------------------------
 
-// Defaults, then the bench's data (synthetic CIFAR-shaped), then --config, then overrides; then
-// nothing writes a file (no checkpoint, no metrics log).
+// Channels and size of the real datasets: the bench's synthetic stand-in for each has its shape
+// (bench/pytorch_vqvae.py's DATASET_SHAPES holds the same table).
+static const struct {
+    const char *name;
+    int channels, size;
+} DATASET_SHAPES[] = {{"cifar10", 3, 32}, {"mnist", 1, 28}, {"fashion_mnist", 1, 28}};
+
+// A benchmark measures the step, not the disk: unless the command line itself names data.dataset,
+// a config's real dataset becomes synthetic images of that dataset's shape (so `bench --config
+// configs/cifar.yaml` needs no CIFAR files).
+static void bench_synthetic_data(Config *cfg, const CliArgs *args) {
+    for (int i = 0; i < args->override_count; i++)
+        if (strncmp(args->overrides[i], "data.dataset=", 13) == 0) return;   // told otherwise
+    for (size_t i = 0; i < sizeof DATASET_SHAPES / sizeof DATASET_SHAPES[0]; i++) {
+        if (strcmp(cfg->dataset, DATASET_SHAPES[i].name) != 0) continue;
+        log_info("bench: synthetic %dx%dx%d images in place of %s (data.dataset=%s on the command line benches "
+                 "the real data)", DATASET_SHAPES[i].channels, DATASET_SHAPES[i].size, DATASET_SHAPES[i].size,
+                 cfg->dataset, cfg->dataset);
+        copy_string(cfg->dataset, sizeof cfg->dataset, "synthetic");
+        cfg->synthetic_channels = DATASET_SHAPES[i].channels;
+        cfg->synthetic_size = DATASET_SHAPES[i].size;
+        return;
+    }
+}
+
+// Defaults, then the bench's data (synthetic CIFAR-shaped), then --config, then overrides, then
+// synthetic data of the config's shape (bench_synthetic_data); then everything that would write a
+// file points at nothing.
 static void bench_config(Config *cfg, const CliArgs *args, const Dist *dist) {
     char err[1024];
     config_defaults(cfg);
@@ -145,6 +171,7 @@ static void bench_config(Config *cfg, const CliArgs *args, const Dist *dist) {
     if (args->config_path && config_load_file(cfg, args->config_path, err, sizeof err) != 0) fatal("%s", err);
     for (int i = 0; i < args->override_count; i++)
         if (config_apply_override(cfg, args->overrides[i], err, sizeof err) != 0) fatal("%s", err);
+    bench_synthetic_data(cfg, args);
     if (config_validate(cfg, err, sizeof err) != 0) fatal("%s", err);
 
     int64_t global_batch = (int64_t)cfg->batch_size * dist->world;
@@ -243,12 +270,14 @@ int command_bench(const CliArgs *args, Dist *dist) {
         printf(", \"device\": ");
         json_string(stdout, device);
         printf(", \"backend\": \"%s\", \"precision\": \"%s\", \"compile\": false, \"quantizer\": \"%s\", "
-               "\"world\": %d, \"batch\": %d, \"global_batch\": %lld, \"threads\": %d, \"steps\": %d, "
+               "\"world\": %d, \"batch\": %d, \"global_batch\": %lld, \"threads\": %d, \"cpu_conv\": \"%s\", "
+               "\"steps\": %d, "
                "\"warmup\": %d, \"images_per_s\": %.2f, \"ms_per_step\": %.3f, \"startup_s\": %.3f, "
                "\"final_loss\": %s, \"peak_memory_bytes\": %llu, \"peak_allocated_bytes\": %llu, "
                "\"memory_in_use_bytes\": %llu%s}\n",
                ops->name, ctx->kind == BACKEND_CUDA ? cfg.precision : "fp32", cfg.quantizer, dist->world,
-               cfg.batch_size, (long long)global_batch, ctx->kind == BACKEND_CPU ? ctx->threads : 0, args->steps,
+               cfg.batch_size, (long long)global_batch, ctx->kind == BACKEND_CPU ? ctx->threads : 0,
+               ctx->kind == BACKEND_CPU ? cpu_conv_name(ctx->cpu_conv) : "-", args->steps,
                args->warmup, images_per_s, 1000.0 * elapsed / args->steps, startup, loss,
                (unsigned long long)peak_memory, (unsigned long long)peak_allocated, (unsigned long long)in_use,
                versions);

@@ -29,8 +29,8 @@ void session_open(Session *s, const Config *cfg, Dist *dist, int channels, int h
     ModelSpec spec;
     if (model_spec_from_config(cfg, channels, height, width, variance, &spec, err, sizeof err) != 0) fatal("%s", err);
     int device_index = dist_local_device(dist, cuda_device_count());
-    ops_context_init(&s->ctx, cfg->device, device_index, cpu_threads(cfg, dist), precision_from_name(cfg->precision),
-                     cfg->deterministic);
+    ops_context_init_with_conv(&s->ctx, cfg->device, device_index, cpu_threads(cfg, dist),
+                               precision_from_name(cfg->precision), cfg->deterministic, cpu_conv_from_name(cfg->cpu_conv));
     dist_setup_comm(dist, &s->ctx, cfg->dist_backend, cfg->dist_timeout_s);
     model_build(&s->model, &spec, &s->ctx);
     // The largest device buffer a collective gets: the gradients (+ the verdict slot) or the

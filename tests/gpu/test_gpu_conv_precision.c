@@ -196,8 +196,7 @@ typedef struct {
 
 static void reference_init(Reference *r, OpsContext *cpu, const ConvCase *cc, uint64_t seed) {
     memset(r, 0, sizeof *r);
-    ConvShape s = conv_shape(CONV_BATCH, cc->cin, cc->h, cc->w, cc->cout, cc->k, cc->stride, cc->pad,
-                             cc->transposed, cc->bias);
+    ConvShape s = conv_case_shape(CONV_BATCH, cc);
     r->shape = s;
     r->want_din = cc->cin != 3;
     size_t nin = conv_in_count(&s), nw = conv_weight_count(&s), nout = conv_out_count(&s);

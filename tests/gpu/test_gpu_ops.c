@@ -530,11 +530,13 @@ static void test_data(TestCounts *t, OpsContext *cpu, OpsContext *gpu) {
 
 // ---- convolutions ------------------------------------------------------------------------------
 
-// The resnet arch at CIFAR size and the MNIST arch's k7 1x1-latent pair.
+// The resnet arch at CIFAR size, the MNIST arch's k7 1x1-latent pair and the small MNIST model
+// (output_padding 1).
 static const ConvCase CONV_CASES[] = {
     RESNET_CIFAR_CONV_CASES,
-    {"mnist conv 32->8 k7 7->1", 32, 7, 7, 8, 7, 1, 0, 0, 1},
-    {"mnist convT 8->32 k7 1->7", 8, 1, 1, 32, 7, 1, 0, 1, 1},
+    {"mnist conv 32->8 k7 7->1", 32, 7, 7, 8, 7, 1, 0, 0, 1, 0},
+    {"mnist convT 8->32 k7 1->7", 8, 1, 1, 32, 7, 1, 0, 1, 1, 0},
+    SMALL_MNIST_CONV_CASES,
 };
 enum { CONV_CASE_COUNT = sizeof CONV_CASES / sizeof CONV_CASES[0], CONV_BATCH = 4 };
 
@@ -544,10 +546,7 @@ typedef struct {
     ConvShape shape;
 } ConvRun;
 
-static ConvShape case_shape(const ConvCase *cc) {
-    return conv_shape(CONV_BATCH, cc->cin, cc->h, cc->w, cc->cout, cc->k, cc->stride, cc->pad, cc->transposed,
-                      cc->bias);
-}
+static ConvShape case_shape(const ConvCase *cc) { return conv_case_shape(CONV_BATCH, cc); }
 
 static void conv_inputs(ConvRun *r, const ConvCase *cc, uint64_t seed) {
     memset(r, 0, sizeof *r);

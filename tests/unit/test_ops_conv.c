@@ -1,6 +1,7 @@
-// test_ops_conv.c: the CPU Conv2d / ConvTranspose2d (kernels/cpu/cpu_conv.c) against a naive
-// 7-loop reference in double, and their gradients against that reference's analytic gradients
-// and against central finite differences of the implementation's own forward.
+// test_ops_conv.c: the CPU Conv2d / ConvTranspose2d (kernels/cpu/cpu_conv*.c), both engines (im2col
+// + OpenBLAS and oneDNN), against a naive 7-loop reference in double, and their gradients against
+// that reference's analytic gradients and against central finite differences of the
+// implementation's own forward.
 //
 // Tolerances (data uniform in [-1, 1]; the worst errors measured are printed by the test):
 // - forward, din, dweight, dbias vs the double reference: max|got - ref| / max|ref| <= 1e-5
@@ -133,7 +134,11 @@ static void check_shape(TestCounts *c, OpsContext *ctx, ConvShape s, const char 
     ConvShape prepared = s;
     prepared.plan = 1234;
     size_t ws = ctx->ops->conv_prepare(ctx, &prepared);
-    EXPECT(c, prepared.plan == -1, "%s: conv_prepare left plan %d, want -1", name, prepared.plan);
+    if (ctx->cpu_conv == CPU_CONV_IM2COL)
+        EXPECT(c, prepared.plan == -1, "%s: im2col's conv_prepare left plan %d, want -1", name, prepared.plan);
+    else
+        EXPECT(c, prepared.plan >= 0 && prepared.plan != 1234, "%s: oneDNN's conv_prepare left plan %d", name,
+               prepared.plan);
     s.plan = prepared.plan;
     // A workspace of exactly the bytes asked for, so that AddressSanitizer / valgrind catch any use
     // beyond it (reserve_workspace would keep a larger one from an earlier shape).
@@ -212,6 +217,82 @@ static void check_shape(TestCounts *c, OpsContext *ctx, ConvShape s, const char 
     free(f_db);
 }
 
+typedef struct {
+const char *name;
+int batch, cin, h, w, cout, k, stride, pad, transposed, bias, output_padding;
+} ConvCase;
+
+static const ConvCase CASES[] = {
+    // small shapes: both kinds, bias or not, stride 1/2, pad 0/1, kernel 1/3/4, odd and non-square
+    {"conv k3 s1 p1 5x7", 3, 3, 5, 7, 4, 3, 1, 1, 0, 1, 0},
+    {"conv k3 s1 p0 6x5 nobias", 1, 2, 6, 5, 3, 3, 1, 0, 0, 0, 0},
+    {"conv k4 s2 p1 9x7", 3, 2, 9, 7, 5, 4, 2, 1, 0, 1, 0},
+    {"conv k4 s2 p1 8x8 b1", 1, 3, 8, 8, 4, 4, 2, 1, 0, 1, 0},
+    {"conv k3 s2 p0 7x9 nobias", 3, 3, 7, 9, 2, 3, 2, 0, 0, 0, 0},
+    {"conv k3 s2 p1 5x5", 3, 2, 5, 5, 3, 3, 2, 1, 0, 1, 0},
+    {"conv k1 s1 p0 4x6", 3, 5, 4, 6, 3, 1, 1, 0, 0, 1, 0},
+    {"conv k1 s1 p0 3x3 b1 nobias", 1, 4, 3, 3, 6, 1, 1, 0, 0, 0, 0},
+    {"conv k1 s2 p0 5x4", 3, 3, 5, 4, 2, 1, 2, 0, 0, 1, 0},
+    {"conv k1 s1 p1 3x4", 3, 2, 3, 4, 3, 1, 1, 1, 0, 1, 0},
+    {"conv k4 s1 p1 6x7", 3, 2, 6, 7, 3, 4, 1, 1, 0, 1, 0},
+    // stride 1 with out <= in channels: the data gradient as a flipped-kernel convolution
+    {"conv k3 s1 p0 7x5 5->3", 3, 5, 7, 5, 3, 3, 1, 0, 0, 1, 0},
+    {"conv k4 s1 p1 6x5 4->4", 3, 4, 6, 5, 4, 4, 1, 1, 0, 0, 0},
+    {"conv k2 s1 p1 4x5 3->2", 3, 3, 4, 5, 2, 2, 1, 1, 0, 1, 0},
+    {"conv k3 s1 p2 4x4 4->2 b1", 1, 4, 4, 4, 2, 3, 1, 2, 0, 1, 0},
+    {"conv k3 s1 p3 3x4 3->2", 3, 3, 3, 4, 2, 3, 1, 3, 0, 1, 0},
+    {"convT k4 s2 p1 4x3", 3, 3, 4, 3, 2, 4, 2, 1, 1, 1, 0},
+    {"convT k4 s2 p1 5x5 b1 nobias", 1, 2, 5, 5, 3, 4, 2, 1, 1, 0, 0},
+    {"convT k3 s1 p1 5x6", 3, 4, 5, 6, 3, 3, 1, 1, 1, 1, 0},
+    {"convT k3 s2 p0 3x4", 3, 2, 3, 4, 3, 3, 2, 0, 1, 1, 0},
+    {"convT k3 s2 p1 4x5 nobias", 3, 3, 4, 5, 2, 3, 2, 1, 1, 0, 0},
+    {"convT k1 s1 p0 4x5", 3, 4, 4, 5, 3, 1, 1, 0, 1, 1, 0},
+    {"convT k1 s1 p0 3x3 b1", 1, 3, 3, 3, 5, 1, 1, 0, 1, 1, 0},
+    {"convT k1 s2 p0 3x3", 3, 2, 3, 3, 3, 1, 2, 0, 1, 1, 0},
+    {"convT k4 s1 p1 4x5", 3, 3, 4, 5, 2, 4, 1, 1, 1, 1, 0},
+    // stride 3 (three phases per axis, pads not congruent mod the stride)
+    {"conv k3 s3 p1 8x7", 3, 2, 8, 7, 3, 3, 3, 1, 0, 1, 0},
+    {"conv k5 s3 p2 9x10 nobias", 3, 2, 9, 10, 3, 5, 3, 2, 0, 0, 0},
+    {"convT k3 s3 p1 3x4", 3, 3, 3, 4, 2, 3, 3, 1, 1, 1, 0},
+    {"convT k5 s3 p2 4x3", 3, 2, 4, 3, 3, 5, 3, 2, 1, 1, 0},
+    // several chunks with a short last one (the chunk is a function of the shape)
+    {"conv k3 s1 p1 8x8 batch 11", 11, 6, 8, 8, 5, 3, 1, 1, 0, 1, 0},
+    {"convT k4 s2 p1 8x8 batch 11", 11, 5, 8, 8, 4, 4, 2, 1, 1, 1, 0},
+    {"conv k1 s1 p0 8x8 batch 13", 13, 7, 8, 8, 6, 1, 1, 0, 0, 1, 0},
+    {"conv k4 s2 p1 32x32 batch 5", 5, 3, 32, 32, 4, 4, 2, 1, 0, 1, 0},
+    // the CIFAR model's layers (resnet arch, h = 128, D = 64) at a small batch
+    {"cifar enc conv1 3->64 k4s2p1", 2, 3, 32, 32, 64, 4, 2, 1, 0, 1, 0},
+    {"cifar enc conv2 64->128 k4s2p1", 2, 64, 16, 16, 128, 4, 2, 1, 0, 1, 0},
+    {"cifar enc conv3 128->128 k3p1", 2, 128, 8, 8, 128, 3, 1, 1, 0, 1, 0},
+    {"cifar res 128->32 k3p1", 3, 128, 8, 8, 32, 3, 1, 1, 0, 0, 0},
+    {"cifar res 32->128 k1", 3, 32, 8, 8, 128, 1, 1, 0, 0, 0, 0},
+    {"cifar pre-vq 128->64 k1", 3, 128, 8, 8, 64, 1, 1, 0, 0, 1, 0},
+    {"cifar dec conv1 64->128 k3p1", 2, 64, 8, 8, 128, 3, 1, 1, 0, 1, 0},
+    {"cifar dec convT1 128->64 k4s2p1", 2, 128, 8, 8, 64, 4, 2, 1, 1, 1, 0},
+    {"cifar dec convT2 64->3 k4s2p1", 2, 64, 16, 16, 3, 4, 2, 1, 1, 1, 0},
+    // 28x28 single-channel (MNIST) shapes: 28 -> 14 -> 7 and back
+    {"mnist conv 1->16 k4s2p1 28", 3, 1, 28, 28, 16, 4, 2, 1, 0, 1, 0},
+    {"mnist conv 16->32 k4s2p1 14", 3, 16, 14, 14, 32, 4, 2, 1, 0, 1, 0},
+    {"mnist conv 32->32 k3p1 7", 3, 32, 7, 7, 32, 3, 1, 1, 0, 1, 0},
+    {"mnist conv 32->8 k7 7->1", 3, 32, 7, 7, 8, 7, 1, 0, 0, 1, 0},
+    {"mnist convT 8->32 k7 1->7", 3, 8, 1, 1, 32, 7, 1, 0, 1, 1, 0},
+    {"mnist convT 32->16 k4s2p1 7", 3, 32, 7, 7, 16, 4, 2, 1, 1, 1, 0},
+    {"mnist convT 16->1 k4s2p1 14", 1, 16, 14, 14, 1, 4, 2, 1, 1, 1, 0},
+    // ConvTranspose2d output_padding: rows and columns only the bias reaches, or a tap at stride 3
+    {"convT k3 s2 p1 op1 4x5", 3, 3, 4, 5, 2, 3, 2, 1, 1, 1, 1},
+    {"convT k4 s2 p1 op1 3x3 nobias", 3, 2, 3, 3, 3, 4, 2, 1, 1, 0, 1},
+    {"convT k1 s2 p0 op1 3x4", 3, 3, 3, 4, 2, 1, 2, 0, 1, 1, 1},
+    {"convT k3 s3 p1 op2 3x4", 3, 2, 3, 4, 3, 3, 3, 1, 1, 1, 2},
+    {"convT k5 s3 p2 op1 4x3 b1", 1, 3, 4, 3, 2, 5, 3, 2, 1, 1, 1},
+    // the small MNIST model: 28 -> 14 -> 7 -> 1 and back with output_padding 1
+    {"mnist2 conv 1->16 k3s2p1 28", 3, 1, 28, 28, 16, 3, 2, 1, 0, 1, 0},
+    {"mnist2 conv 16->32 k3s2p1 14", 3, 16, 14, 14, 32, 3, 2, 1, 0, 1, 0},
+    {"mnist2 conv 32->64 k7 7->1", 3, 32, 7, 7, 64, 7, 1, 0, 0, 1, 0},
+    {"mnist2 convT 64->32 k7 1->7", 3, 64, 1, 1, 32, 7, 1, 0, 1, 1, 0},
+    {"mnist2 convT 32->16 k3s2p1op1 7->14", 3, 32, 7, 7, 16, 3, 2, 1, 1, 1, 1},
+    {"mnist2 convT 16->1 k3s2p1op1 14->28", 2, 16, 14, 14, 1, 3, 2, 1, 1, 1, 1},
+};
+
 // A too-small workspace must stop with a message, not write past it: run the forward in a child.
 static void check_workspace_guard(TestCounts *c) {
     fflush(stdout);
@@ -237,85 +318,33 @@ static void check_workspace_guard(TestCounts *c) {
            "forward with a too-small workspace did not stop with EXIT_ERROR (status %d)", status);
 }
 
-int main(void) {
-    TestCounts c = {0, 0};
+// Every case against the reference on one engine, with its own context (an engine is chosen before
+// the first conv_prepare).
+static void check_engine(TestCounts *c, CpuConv engine) {
     OpsContext ctx;
-    ops_context_init(&ctx, "cpu", 0, 2, PRECISION_FP32, 0);
+    ops_context_init_with_conv(&ctx, "cpu", 0, 2, PRECISION_FP32, 0, engine);
     Worst worst = {0, 0, 0, 0, 0};
-
-    struct {
-        const char *name;
-        int batch, cin, h, w, cout, k, stride, pad, transposed, bias;
-    } cases[] = {
-        // small shapes: both kinds, bias or not, stride 1/2, pad 0/1, kernel 1/3/4, odd and non-square
-        {"conv k3 s1 p1 5x7", 3, 3, 5, 7, 4, 3, 1, 1, 0, 1},
-        {"conv k3 s1 p0 6x5 nobias", 1, 2, 6, 5, 3, 3, 1, 0, 0, 0},
-        {"conv k4 s2 p1 9x7", 3, 2, 9, 7, 5, 4, 2, 1, 0, 1},
-        {"conv k4 s2 p1 8x8 b1", 1, 3, 8, 8, 4, 4, 2, 1, 0, 1},
-        {"conv k3 s2 p0 7x9 nobias", 3, 3, 7, 9, 2, 3, 2, 0, 0, 0},
-        {"conv k3 s2 p1 5x5", 3, 2, 5, 5, 3, 3, 2, 1, 0, 1},
-        {"conv k1 s1 p0 4x6", 3, 5, 4, 6, 3, 1, 1, 0, 0, 1},
-        {"conv k1 s1 p0 3x3 b1 nobias", 1, 4, 3, 3, 6, 1, 1, 0, 0, 0},
-        {"conv k1 s2 p0 5x4", 3, 3, 5, 4, 2, 1, 2, 0, 0, 1},
-        {"conv k1 s1 p1 3x4", 3, 2, 3, 4, 3, 1, 1, 1, 0, 1},
-        {"conv k4 s1 p1 6x7", 3, 2, 6, 7, 3, 4, 1, 1, 0, 1},
-        // stride 1 with out <= in channels: the data gradient as a flipped-kernel convolution
-        {"conv k3 s1 p0 7x5 5->3", 3, 5, 7, 5, 3, 3, 1, 0, 0, 1},
-        {"conv k4 s1 p1 6x5 4->4", 3, 4, 6, 5, 4, 4, 1, 1, 0, 0},
-        {"conv k2 s1 p1 4x5 3->2", 3, 3, 4, 5, 2, 2, 1, 1, 0, 1},
-        {"conv k3 s1 p2 4x4 4->2 b1", 1, 4, 4, 4, 2, 3, 1, 2, 0, 1},
-        {"conv k3 s1 p3 3x4 3->2", 3, 3, 3, 4, 2, 3, 1, 3, 0, 1},
-        {"convT k4 s2 p1 4x3", 3, 3, 4, 3, 2, 4, 2, 1, 1, 1},
-        {"convT k4 s2 p1 5x5 b1 nobias", 1, 2, 5, 5, 3, 4, 2, 1, 1, 0},
-        {"convT k3 s1 p1 5x6", 3, 4, 5, 6, 3, 3, 1, 1, 1, 1},
-        {"convT k3 s2 p0 3x4", 3, 2, 3, 4, 3, 3, 2, 0, 1, 1},
-        {"convT k3 s2 p1 4x5 nobias", 3, 3, 4, 5, 2, 3, 2, 1, 1, 0},
-        {"convT k1 s1 p0 4x5", 3, 4, 4, 5, 3, 1, 1, 0, 1, 1},
-        {"convT k1 s1 p0 3x3 b1", 1, 3, 3, 3, 5, 1, 1, 0, 1, 1},
-        {"convT k1 s2 p0 3x3", 3, 2, 3, 3, 3, 1, 2, 0, 1, 1},
-        {"convT k4 s1 p1 4x5", 3, 3, 4, 5, 2, 4, 1, 1, 1, 1},
-        // stride 3 (three phases per axis, pads not congruent mod the stride)
-        {"conv k3 s3 p1 8x7", 3, 2, 8, 7, 3, 3, 3, 1, 0, 1},
-        {"conv k5 s3 p2 9x10 nobias", 3, 2, 9, 10, 3, 5, 3, 2, 0, 0},
-        {"convT k3 s3 p1 3x4", 3, 3, 3, 4, 2, 3, 3, 1, 1, 1},
-        {"convT k5 s3 p2 4x3", 3, 2, 4, 3, 3, 5, 3, 2, 1, 1},
-        // several chunks with a short last one (the chunk is a function of the shape)
-        {"conv k3 s1 p1 8x8 batch 11", 11, 6, 8, 8, 5, 3, 1, 1, 0, 1},
-        {"convT k4 s2 p1 8x8 batch 11", 11, 5, 8, 8, 4, 4, 2, 1, 1, 1},
-        {"conv k1 s1 p0 8x8 batch 13", 13, 7, 8, 8, 6, 1, 1, 0, 0, 1},
-        {"conv k4 s2 p1 32x32 batch 5", 5, 3, 32, 32, 4, 4, 2, 1, 0, 1},
-        // the CIFAR model's layers (resnet arch, h = 128, D = 64) at a small batch
-        {"cifar enc conv1 3->64 k4s2p1", 2, 3, 32, 32, 64, 4, 2, 1, 0, 1},
-        {"cifar enc conv2 64->128 k4s2p1", 2, 64, 16, 16, 128, 4, 2, 1, 0, 1},
-        {"cifar enc conv3 128->128 k3p1", 2, 128, 8, 8, 128, 3, 1, 1, 0, 1},
-        {"cifar res 128->32 k3p1", 3, 128, 8, 8, 32, 3, 1, 1, 0, 0},
-        {"cifar res 32->128 k1", 3, 32, 8, 8, 128, 1, 1, 0, 0, 0},
-        {"cifar pre-vq 128->64 k1", 3, 128, 8, 8, 64, 1, 1, 0, 0, 1},
-        {"cifar dec conv1 64->128 k3p1", 2, 64, 8, 8, 128, 3, 1, 1, 0, 1},
-        {"cifar dec convT1 128->64 k4s2p1", 2, 128, 8, 8, 64, 4, 2, 1, 1, 1},
-        {"cifar dec convT2 64->3 k4s2p1", 2, 64, 16, 16, 3, 4, 2, 1, 1, 1},
-        // 28x28 single-channel (MNIST) shapes: 28 -> 14 -> 7 and back
-        {"mnist conv 1->16 k4s2p1 28", 3, 1, 28, 28, 16, 4, 2, 1, 0, 1},
-        {"mnist conv 16->32 k4s2p1 14", 3, 16, 14, 14, 32, 4, 2, 1, 0, 1},
-        {"mnist conv 32->32 k3p1 7", 3, 32, 7, 7, 32, 3, 1, 1, 0, 1},
-        {"mnist conv 32->8 k7 7->1", 3, 32, 7, 7, 8, 7, 1, 0, 0, 1},
-        {"mnist convT 8->32 k7 1->7", 3, 8, 1, 1, 32, 7, 1, 0, 1, 1},
-        {"mnist convT 32->16 k4s2p1 7", 3, 32, 7, 7, 16, 4, 2, 1, 1, 1},
-        {"mnist convT 16->1 k4s2p1 14", 1, 16, 14, 14, 1, 4, 2, 1, 1, 1},
-    };
-    int ncases = (int)(sizeof cases / sizeof cases[0]);
+    int ncases = (int)(sizeof CASES / sizeof CASES[0]);
     for (int i = 0; i < ncases; i++) {
-        ConvShape s = conv_shape(cases[i].batch, cases[i].cin, cases[i].h, cases[i].w, cases[i].cout, cases[i].k,
-                                 cases[i].stride, cases[i].pad, cases[i].transposed, cases[i].bias);
-        check_shape(&c, &ctx, s, cases[i].name, (uint64_t)i + 1, &worst);
+        const ConvCase *cc = &CASES[i];
+        ConvShape s = conv_shape(cc->batch, cc->cin, cc->h, cc->w, cc->cout, cc->k, cc->stride, cc->pad,
+                                 cc->transposed, cc->bias);
+        if (cc->output_padding) conv_shape_set_output_padding(&s, cc->output_padding);
+        check_shape(c, &ctx, s, cc->name, (uint64_t)i + 1, &worst);
     }
-    printf("worst relative errors vs reference: forward %.2g, din %.2g, dweight %.2g, dbias %.2g; "
-           "finite differences %.2g\n", worst.fwd, worst.din, worst.dw, worst.dbias, worst.fd);
-
-    check_workspace_guard(&c);
+    printf("%s: worst relative errors vs reference: forward %.2g, din %.2g, dweight %.2g, dbias %.2g; "
+           "finite differences %.2g\n", cpu_conv_name(engine), worst.fwd, worst.din, worst.dw, worst.dbias, worst.fd);
     free(ctx.workspace);   // check_shape's exact-size workspace is ours, not the backend's
     ctx.workspace = NULL;
     ctx.workspace_bytes = 0;
     ops_context_destroy(&ctx);
+}
+
+int main(void) {
+    TestCounts c = {0, 0};
+    check_engine(&c, CPU_CONV_IM2COL);
+    if (onednn_compiled()) check_engine(&c, CPU_CONV_ONEDNN);
+    else printf("SKIP oneDNN engine: this build has no oneDNN (counted as skipped, not passed)\n");
+    check_workspace_guard(&c);
     return test_finish("test_ops_conv", &c);
 }

@@ -1,0 +1,175 @@
+// test_step_allocations.c: a training step allocates nothing. This program interposes the C
+// allocator (malloc, calloc, realloc, free and the aligned forms, passed on to glibc's __libc_*),
+// builds the real trainer (trainer_setup) on the CPU, runs two steps unwatched (start-up may
+// allocate), then counts every allocator call during 20 more steps (an epoch boundary, with its new
+// permutation, included), at two batch sizes and with both convolution engines:
+//   im2col + OpenBLAS: no call at all.
+//   oneDNN: no call outside libdnnl, and none that outlives its step; the calls inside libdnnl are
+//     reported, not failed: dnnl_primitive_execute builds its argument list as a std::unordered_map
+//     on every call (src/common/primitive_exec_types.hpp of oneDNN 2.6), which the C API cannot avoid.
+// A call is "inside libdnnl" when any frame of its backtrace lies in libdnnl's mapped code.
+#include <dlfcn.h>
+#include <execinfo.h>
+#include <link.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "dist/dist.h"
+#include "io/config.h"
+#include "test_util.h"
+#include "train/trainer.h"
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+
+enum { MAX_TRACES = 6, TRACE_DEPTH = 24, MAX_RANGES = 16 };
+
+// What the hooks see. Counting is on only around the watched steps; `busy` keeps a hook's own
+// backtrace() from being counted.
+static atomic_int counting;
+static atomic_long calls_other, calls_onednn, live_onednn;
+static _Thread_local int busy;
+static uintptr_t dnnl_lo[MAX_RANGES], dnnl_hi[MAX_RANGES];
+static int dnnl_ranges;
+static void *traces[MAX_TRACES][TRACE_DEPTH];
+static int trace_depth[MAX_TRACES];
+static atomic_int traces_kept;
+
+static int in_onednn(void *const *frames, int n) {
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < dnnl_ranges; r++)
+            if ((uintptr_t)frames[i] >= dnnl_lo[r] && (uintptr_t)frames[i] < dnnl_hi[r]) return 1;
+    return 0;
+}
+
+// One allocator call (+1 allocation, -1 release, 0 realloc) while counting.
+static void seen(int delta) {
+    if (!atomic_load(&counting) || busy) return;
+    busy = 1;
+    void *frames[TRACE_DEPTH];
+    int n = backtrace(frames, TRACE_DEPTH);
+    if (in_onednn(frames, n)) {
+        atomic_fetch_add(&calls_onednn, 1);
+        atomic_fetch_add(&live_onednn, delta);
+    } else {
+        atomic_fetch_add(&calls_other, 1);
+        int slot = atomic_fetch_add(&traces_kept, 1);
+        if (slot < MAX_TRACES) {
+            memcpy(traces[slot], frames, (size_t)n * sizeof(void *));
+            trace_depth[slot] = n;
+        }
+    }
+    busy = 0;
+}
+
+void *malloc(size_t n) {
+    seen(1);
+    return __libc_malloc(n);
+}
+void *calloc(size_t count, size_t n) {
+    seen(1);
+    return __libc_calloc(count, n);
+}
+void *realloc(void *p, size_t n) {
+    seen(p ? (n ? 0 : -1) : 1);
+    return __libc_realloc(p, n);
+}
+void free(void *p) {
+    if (p) seen(-1);
+    __libc_free(p);
+}
+void *aligned_alloc(size_t alignment, size_t n) {
+    seen(1);
+    return __libc_memalign(alignment, n);
+}
+void *memalign(size_t alignment, size_t n) {
+    seen(1);
+    return __libc_memalign(alignment, n);
+}
+int posix_memalign(void **out, size_t alignment, size_t n) {
+    seen(1);
+    *out = __libc_memalign(alignment, n);
+    return *out ? 0 : 12;   // ENOMEM
+}
+
+// libdnnl's loaded segments, from the dynamic linker's list.
+static int find_onednn(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size, (void)data;
+    if (!info->dlpi_name || !strstr(info->dlpi_name, "libdnnl")) return 0;
+    for (int i = 0; i < info->dlpi_phnum && dnnl_ranges < MAX_RANGES; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        dnnl_lo[dnnl_ranges] = info->dlpi_addr + ph->p_vaddr;
+        dnnl_hi[dnnl_ranges] = dnnl_lo[dnnl_ranges] + ph->p_memsz;
+        dnnl_ranges++;
+    }
+    return 0;
+}
+
+static void print_traces(void) {
+    int kept = atomic_load(&traces_kept);
+    for (int i = 0; i < kept && i < MAX_TRACES; i++) {
+        fprintf(stderr, "-- allocation %d outside oneDNN during a step:\n", i + 1);
+        backtrace_symbols_fd(traces[i], trace_depth[i], STDERR_FILENO);
+    }
+}
+
+static void check_steps(TestCounts *c, Dist *dist, const char *engine, int batch) {
+    const char *source_dir = getenv("VQ_SOURCE_DIR");
+    CHECK(source_dir && *source_dir, "VQ_SOURCE_DIR is not set (ctest sets it; or export it to the repo root)");
+    char path[4096], err[1024], b[64], e[64];
+    snprintf(path, sizeof path, "%s/configs/smoke.yaml", source_dir);
+    snprintf(b, sizeof b, "train.batch_size=%d", batch);
+    snprintf(e, sizeof e, "train.cpu_conv=%s", engine);
+    const char *overrides[] = {b, e, "train.device=cpu", "train.threads=2", "data.synthetic_count=320",
+                               "checkpoint.every=0", "train.eval_every=0", "log.every=1000000",
+                               "log.metrics_file=/dev/null", "checkpoint.dir=/tmp"};
+    Config cfg;
+    config_defaults(&cfg);
+    CHECK(config_load_file(&cfg, path, err, sizeof err) == 0, "%s", err);
+    for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
+        CHECK(config_apply_override(&cfg, overrides[i], err, sizeof err) == 0, "%s", err);
+    Trainer t;
+    trainer_setup(&t, &cfg, dist, NULL, NULL);
+    for (int i = 0; i < 2; i++) trainer_step(&t);
+    atomic_store(&calls_other, 0), atomic_store(&calls_onednn, 0), atomic_store(&live_onednn, 0);
+    atomic_store(&traces_kept, 0);
+    int steps = 20;
+    atomic_store(&counting, 1);
+    for (int i = 0; i < steps; i++) trainer_step(&t);
+    atomic_store(&counting, 0);
+    long other = atomic_load(&calls_other), onednn = atomic_load(&calls_onednn), live = atomic_load(&live_onednn);
+    printf("%s, batch %d: %d steps: %ld allocator calls outside oneDNN, %ld inside (%.0f per step), %ld blocks of "
+           "oneDNN's still held\n", engine, batch, steps, other, onednn, (double)onednn / steps, live);
+    EXPECT(c, other == 0, "%s, batch %d: %ld allocator calls outside oneDNN in %d steps", engine, batch, other,
+           steps);
+    if (strcmp(engine, "im2col") == 0)
+        EXPECT(c, onednn == 0, "im2col, batch %d: %ld allocator calls inside oneDNN", batch, onednn);
+    EXPECT(c, live == 0, "%s, batch %d: %ld oneDNN allocations outlived the steps", engine, batch, live);
+    if (other) print_traces();
+    trainer_free(&t);
+}
+
+int main(int argc, char **argv) {
+    TestCounts c = {0, 0};
+    Dist dist;
+    dist_init(&dist, &argc, &argv);
+    void *warm[2];
+    backtrace(warm, 2);   // loads the unwinder now, not inside a hook
+    dl_iterate_phdr(find_onednn, NULL);
+    for (int batch = 16; batch <= 64; batch *= 4) {
+        check_steps(&c, &dist, "im2col", batch);
+        if (onednn_compiled()) check_steps(&c, &dist, "onednn", batch);
+        else printf("SKIP onednn, batch %d: this build has no oneDNN (counted as skipped, not passed)\n", batch);
+    }
+    dist_finalize(&dist);
+    return test_finish("test_step_allocations", &c);
+}
