@@ -8,14 +8,31 @@
 #include <stdio.h>
 
 enum { CONFIG_STRING_MAX = 512, CONFIG_NAME_MAX = 32 };
+enum { CONFIG_LIST_MAX = 8 };
+
+// A list of integers (model.channels: [16, 32, 64]).
+typedef struct {
+    int count;
+    int values[CONFIG_LIST_MAX];
+} ConfigIntList;
 
 typedef struct {
     // model:
-    char arch[CONFIG_NAME_MAX];           // model.arch: resnet
-    int num_hiddens;                      // model.num_hiddens: 128
-    int num_residual_hiddens;             // model.num_residual_hiddens: 32
-    int num_residual_layers;              // model.num_residual_layers: 2
+    char model_type[CONFIG_NAME_MAX];     // model.type: vqvae | vae
+    char arch[CONFIG_NAME_MAX];           // model.arch: resnet | small | groupnorm
+    int in_channels;                      // model.in_channels: 0 = the data's
+    int num_hiddens;                      // model.num_hiddens: 128 (resnet)
+    int num_residual_hiddens;             // model.num_residual_hiddens: 32 (resnet)
+    int num_residual_layers;              // model.num_residual_layers: 2 (resnet)
     int embedding_dim;                    // model.embedding_dim: 64 (D)
+    ConfigIntList channels;               // model.channels: [16, 32, 64] (small)
+    ConfigIntList block_out_channels;     // model.block_out_channels: [64, 128] (groupnorm)
+    int layers_per_block;                 // model.layers_per_block: 1 (groupnorm)
+    int norm_num_groups;                  // model.norm_num_groups: 32 (groupnorm)
+    float norm_eps;                       // model.norm_eps: 1e-6 (groupnorm)
+    float dropout;                        // model.dropout: 0 (groupnorm)
+    int mid_attention;                    // model.mid_attention: true (groupnorm)
+    int latent_channels;                  // model.latent_channels: 0 = embedding_dim (groupnorm)
 
     // quantizer:
     char quantizer[CONFIG_NAME_MAX];      // quantizer.type: ema | vq
@@ -30,6 +47,11 @@ typedef struct {
     int kmeans_iters;                     // quantizer.kmeans_iters: 10 Lloyd iterations
     float dead_code_threshold;            // quantizer.dead_code_threshold: 0 = off (ema only)
 
+    // vae (model.type vae):
+    int vae_latent_dim;                   // vae.latent_dim: 16
+    float vae_kl_weight;                  // vae.kl_weight: 1
+    float vae_recon_weight;               // vae.recon_weight: 1
+
     // data:
     char dataset[CONFIG_NAME_MAX];        // data.dataset: fashion_mnist | mnist | cifar10 | synthetic
     char data_path[CONFIG_STRING_MAX];    // data.path: folder with the dataset files; "auto" (the
@@ -37,6 +59,7 @@ typedef struct {
     int synthetic_count;                  // data.synthetic_count: 2048 training images (synthetic)
     int synthetic_channels;               // data.channels: 3 (synthetic)
     int synthetic_size;                   // data.image_size: 32 (synthetic, square)
+    char data_range[CONFIG_NAME_MAX];     // data.range: auto | centered | unit | symmetric
 
     // train:
     int batch_size;                       // train.batch_size: 32, per rank (global = batch x world)

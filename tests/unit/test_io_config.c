@@ -205,7 +205,11 @@ static void test_round_trip(TestCounts *c) {
         "train.cuda_graph=1", "checkpoint.dir=runs/x y", "checkpoint.every=0", "checkpoint.keep=1000", "log.every=1",
         "log.metrics_file=null", "log.usage_window=1", "dist.backend=mpi", "dist.timeout_s=0.001",
         "dist.verify_every=1", "quantizer.kmeans_samples=1000", "quantizer.kmeans_iters=3",
-        "quantizer.dead_code_threshold=0.5", "train.pretrain_steps=5",
+        "quantizer.dead_code_threshold=0.5", "train.pretrain_steps=5", "model.type=vae", "model.arch=groupnorm",
+        "model.in_channels=3", "model.channels=[8, 4096]", "model.block_out_channels=1,2,3,4,5,6,7,8",
+        "model.layers_per_block=16", "model.norm_num_groups=4096", "model.norm_eps=1e-5", "model.dropout=0.5",
+        "model.mid_attention=false", "model.latent_channels=4", "vae.latent_dim=2", "vae.kl_weight=0.5",
+        "vae.recon_weight=0.25", "data.range=symmetric",
     };
     int nsets = (int)(sizeof sets / sizeof sets[0]);
     Config defaults, cfg;
@@ -224,13 +228,13 @@ static void test_round_trip(TestCounts *c) {
     // Every key in the YAML (checks the list above covers the whole table: a new key must be added).
     static char keys_def[MAX_KEYS][64], keys[MAX_KEYS][64];
     int n_def = yaml_keys(yaml_def, keys_def, MAX_KEYS), n = yaml_keys(yaml, keys, MAX_KEYS);
-    // The sets above, data.path (set directly) and model.arch (one choice so far, so no other value).
-    EXPECT(c, n == n_def && n == nsets + 2, "config_to_yaml has %d keys (defaults %d), the test sets %d + 2", n, n_def,
+    // The sets above and data.path (set directly).
+    EXPECT(c, n == n_def && n == nsets + 1, "config_to_yaml has %d keys (defaults %d), the test sets %d + 1", n, n_def,
            nsets);
     for (const char *a = yaml_def, *b = yaml; *a && *b;) {  // line by line, every key line must differ
         const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
         if (!ea || !eb) break;
-        if (a[0] == ' ' && strncmp(a, "  arch:", 7) != 0)
+        if (a[0] == ' ')
             EXPECT(c, (ea - a) != (eb - b) || memcmp(a, b, (size_t)(ea - a)) != 0, "key line '%.*s' kept its default",
                    (int)(ea - a), a);
         a = ea + 1, b = eb + 1;
@@ -342,7 +346,7 @@ static void test_bad_yaml(TestCounts *c) {
         {"train:\n  decay: 0.5\n", "unknown key 'train.decay'", "did you mean 'quantizer.decay'?"},
         {"train:\n  learning_rate: 1\n", "unknown key 'train.learning_rate'", "valid keys in section 'train': batch_size, steps, pretrain_steps, lr"},
         {"trian:\n  lr: 1\n", "unknown section 'trian'", "line 1; did you mean 'train'?"},
-        {"optimizer:\n  lr: 1\n", "unknown section 'optimizer'", "sections are model, quantizer, data"},
+        {"optimizer:\n  lr: 1\n", "unknown section 'optimizer'", "sections are model, quantizer, vae, data"},
         {"lr: 1\n", "unknown section 'lr'", "did you mean 'train.lr'"},
         {"train.lr: 1\n", "unknown section 'train.lr'", "nested"},
         {"train:\n  batch_size: abc\n", "train.batch_size must be an integer, got 'abc'", "line 2"},
@@ -366,7 +370,7 @@ static void test_bad_yaml(TestCounts *c) {
         {"log:\n  usage_window: 0\n", "log.usage_window must be >= 1, got 0", NULL},
         {"quantizer:\n  type: emma\n", "quantizer.type must be one of [ema, vq], got 'emma'", "did you mean 'ema'?"},
         {"data:\n  dataset: cifar\n", "[fashion_mnist, mnist, cifar10, synthetic]", "did you mean 'cifar10'?"},
-        {"model:\n  arch: unet\n", "model.arch must be one of [resnet], got 'unet'", NULL},
+        {"model:\n  arch: unet\n", "model.arch must be one of [resnet, small, groupnorm], got 'unet'", NULL},
         {"train:\n  deterministic: maybe\n", "train.deterministic must be true or false", "got 'maybe'"},
         {"train:\n  cuda_graph: 2\n", "train.cuda_graph must be true or false", "got '2'"},
         {"train:\n  lr: 1e-3\n  steps: 5\n  lr: 2e-3\n", "duplicate key 'train.lr'", "line 4 (already set at line 2)"},
@@ -425,7 +429,7 @@ static void test_bad_overrides(TestCounts *c) {
         {"train.lr", "in command-line override 'train.lr': ", "expected section.key=value"},
         {"train.lrr=1", "in command-line override 'train.lrr=1': unknown key 'train.lrr'", "did you mean 'train.lr'?"},
         {"lr=1", "unknown key 'lr'", "did you mean 'train.lr'?"},
-        {"foo.bar=1", "unknown key 'foo.bar'", "sections are model, quantizer, data, train"},
+        {"foo.bar=1", "unknown key 'foo.bar'", "sections are model, quantizer, vae, data, train"},
         {"=1", "unknown key ''", NULL},
         {"train.lr=abc", "in command-line override 'train.lr=abc': train.lr must be a number", "got 'abc'"},
         {"train.batch_size=0", "train.batch_size must be >= 1, got 0", NULL},
@@ -453,7 +457,8 @@ static void zero_batch(Config *c) { c->batch_size = 0; }
 static void decay_one(Config *c) { c->decay = 1.0f; }
 static void zero_window(Config *c) { c->usage_window = 0; }
 static void zero_keep(Config *c) { c->checkpoint_keep = 0; }
-static void arch_small(Config *c) { snprintf(c->arch, sizeof c->arch, "small"); }
+static void arch_unet(Config *c) { snprintf(c->arch, sizeof c->arch, "unet"); }
+static void no_channels(Config *c) { c->channels.count = 0; }
 static void lr_nan(Config *c) { c->lr = NAN; }
 
 static void test_validate(TestCounts *c) {
@@ -469,7 +474,8 @@ static void test_validate(TestCounts *c) {
         {{NULL}, decay_one, "quantizer.decay must be < 1, got 1"},
         {{NULL}, zero_window, "log.usage_window must be >= 1, got 0"},
         {{NULL}, zero_keep, "checkpoint.keep must be >= 1, got 0"},
-        {{NULL}, arch_small, "model.arch must be one of [resnet], got 'small'"},
+        {{NULL}, arch_unet, "model.arch must be one of [resnet, small, groupnorm], got 'unet'"},
+        {{NULL}, no_channels, "model.channels must have 1 to 8 elements, got 0"},
         {{NULL}, lr_nan, "train.lr must be a finite number"},
     };
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
