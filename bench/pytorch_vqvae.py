@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The PyTorch speed baseline for `vqvae_dist bench`: the reference VQ-VAE (tests/reference/vqvae_reference.py)
+"""The PyTorch speed baseline for `vqvae_dist bench`: the reference VQ-VAE (python/vqvae_dist/resnet.py)
 with the model and optimizer of a config of ours (default configs/cifar.yaml; section.key=value overrides as
 for vqvae_dist), trained on synthetic data of the same kind as our data.dataset=synthetic, resident on the
 device. Times --steps training steps (forward, backward, Adam, EMA update) after --warmup steps and prints one
@@ -28,8 +28,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
-sys.path.insert(0, os.path.join(ROOT, 'tests', 'reference'))
-import vqvae_reference as ref  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, 'python'))
+import yaml  # noqa: E402
+
+import vqvae_dist  # noqa: E402
+from vqvae_dist import config as C  # noqa: E402
+from vqvae_dist.resnet import ResNetVQVAE  # noqa: E402
 
 # The keys this baseline uses, with our defaults (src/io/config.c; data.dataset as `vqvae_dist bench` starts);
 # a config file and overrides change them.
@@ -67,12 +71,12 @@ def resolve_config(path, overrides):
     items = []
     if path:
         with open(path) as f:
-            items = list(ref.parse_config_yaml(f.read()).items())
+            items = list(C.flatten(C.parse(f.read(), path)).items())
     for text in overrides:
         key, sep, value = text.partition('=')
         if not sep or '.' not in key:
             sys.exit(f'pytorch_vqvae.py: expected section.key=value, got {text!r}')
-        items.append((key, ref._scalar(value)))
+        items.append((key, yaml.safe_load(value)))   # a value reads as in a YAML file
     for key, value in items:
         if key not in cfg:
             continue  # data.path, checkpoint.*, ...: nothing to do with this baseline
@@ -115,17 +119,17 @@ def synthetic_images(count, channels, size, generator):
 
 def init_codebook_from_data(model, images, generator):
     """Our default EMA init (quantizer.init auto = data): K distinct encoder outputs of the first batch, sizes 1."""
-    vq = model._vq_vae
+    vq = model.quantizer
     with torch.no_grad():
-        z = model._pre_vq_conv(model._encoder(images)).permute(0, 2, 3, 1).reshape(-1, vq._embedding_dim)
-        k = vq._num_embeddings
+        _, z = vq.rows(model.encode(images))
+        k = vq.num_embeddings
         if z.shape[0] >= k:
             pick = torch.randperm(z.shape[0], generator=generator)[:k]
         else:
             pick = torch.randint(z.shape[0], (k,), generator=generator)
-        vq._embedding.weight.copy_(z[pick.to(z.device)])
-        vq._ema_w.copy_(vq._embedding.weight)
-        vq._ema_cluster_size.fill_(1.0)
+        vq.weight.copy_(z[pick.to(z.device)])
+        vq.ema_sum.copy_(vq.weight)
+        vq.cluster_size.fill_(1.0)
 
 
 def cpu_model_name():
@@ -227,8 +231,8 @@ def load_images(args, cfg, batch, device, generator):
 
 def build_model(args, cfg, device):
     if args.init_from:
-        return ref.load_from_checkpoint(args.init_from)[0].to(device).train()
-    return ref.Model(in_channels=cfg['data.channels'], num_hiddens=cfg['model.num_hiddens'],
+        return vqvae_dist.load(args.init_from)[0].to(device).train()
+    return ResNetVQVAE(in_channels=cfg['data.channels'], num_hiddens=cfg['model.num_hiddens'],
                      num_residual_hiddens=cfg['model.num_residual_hiddens'],
                      num_residual_layers=cfg['model.num_residual_layers'],
                      num_embeddings=cfg['quantizer.num_embeddings'], embedding_dim=cfg['model.embedding_dim'],
