@@ -6,7 +6,8 @@
 
 // Registers prefix.weight (PyTorch layout: Conv2d [out, in, k, k], ConvTranspose2d [in, out, k, k])
 // and prefix.bias, with PyTorch's default init (fan_in = weight.size(1) * k * k in both cases).
-int build_conv(Net *net, const char *prefix, int x, ConvShape shape) {
+// linear: a 1x1 Conv2d stored as nn.Linear's [out, in] weight (the same floats).
+static int conv_layer(Net *net, const char *prefix, int x, ConvShape shape, int linear) {
     const Slot *in = &net->slots[x];
     CHECK(in->ndim == 4 && in->dims[0] == shape.batch && in->dims[1] == shape.in_channels &&
           in->dims[2] == shape.in_height && in->dims[3] == shape.in_width,
@@ -19,7 +20,7 @@ int build_conv(Net *net, const char *prefix, int x, ConvShape shape) {
     char key[PARAM_KEY_MAX];
     int layer = net_add_layer(net, LAYER_CONV, prefix);
     snprintf(key, sizeof key, "%s.weight", prefix);
-    param_registry_add(net->registry, key, 1, INIT_KAIMING_UNIFORM, fan_in, 4, wshape);
+    param_registry_add(net->registry, key, 1, INIT_KAIMING_UNIFORM, fan_in, linear ? 2 : 4, wshape);
     net->layers[layer].param[0] = net_param_index(net->registry, key);
     if (shape.has_bias) {
         int bshape[1] = {shape.out_channels};
@@ -32,6 +33,16 @@ int build_conv(Net *net, const char *prefix, int x, ConvShape shape) {
     net_layer_input(net, layer, x);
     net_layer_output(net, layer, y);
     return y;
+}
+
+int build_conv(Net *net, const char *prefix, int x, ConvShape shape) { return conv_layer(net, prefix, x, shape, 0); }
+
+// (the groupnorm arch's attention projections)
+int build_linear_1x1(Net *net, const char *prefix, int x, int out) {
+    const Slot *in = &net->slots[x];
+    CHECK(in->ndim == 4, "linear '%s' reads slot '%s', which is not NCHW", prefix, in->name);
+    ConvShape shape = conv_shape(in->dims[0], in->dims[1], in->dims[2], in->dims[3], out, 1, 1, 0, 0, 1);
+    return conv_layer(net, prefix, x, shape, 1);
 }
 
 // Algorithms (cuDNN) are chosen once, here; the plan slot lives in the layer's shape.

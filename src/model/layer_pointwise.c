@@ -66,3 +66,72 @@ const LayerImpl layer_add_impl = {
     .name = "add", .forward = add_forward, .backward = add_backward,
     .alias = {ALIAS_SHARED, ALIAS_SHARED}, .inplace_ok = 1,
 };
+
+// ---- SiLU (the groupnorm arch) -----------------------------------------------------------------
+
+int build_silu(Net *net, const char *name, int x) {
+    const Slot *s = &net->slots[x];
+    int layer = net_add_layer(net, LAYER_SILU, name);
+    int y = net_slot(net, name, SLOT_F32, 1, s->ndim, s->dims);
+    net->layers[layer].count = s->count;
+    net_layer_input(net, layer, x);
+    net_layer_output(net, layer, y);
+    return y;
+}
+
+static void silu_forward(Net *net, Layer *L) { net->ctx->ops->silu_forward(net->ctx, L->x[0], L->y, L->count); }
+
+// Reads the input x, so x must keep its value (the layer never runs in place); dx may alias dy.
+static void silu_backward(Net *net, Layer *L) {
+    float *dx = net_grad_target(net, L, 0, L->count);
+    if (!dx) return;
+    net->ctx->ops->silu_backward(net->ctx, L->x[0], L->dy, dx, L->count);
+    net_grad_commit(net, L, 0, L->count);
+}
+
+const LayerImpl layer_silu_impl = {
+    .name = "silu", .forward = silu_forward, .backward = silu_backward, .alias = {ALIAS_EXCLUSIVE},
+};
+
+// ---- dropout (the groupnorm arch) --------------------------------------------------------------
+
+int build_dropout_inplace(Net *net, const char *name, int x, float p) {
+    if (p <= 0.0f) return x;
+    const Slot *s = &net->slots[x];
+    CHECK(s->ndim >= 2 && p < 1.0f, "dropout '%s': p = %g on slot '%s' (p must be in [0, 1))", name, p, s->name);
+    int layer = net_add_layer(net, LAYER_DROPOUT, name);
+    Layer *L = &net->layers[layer];
+    L->count = s->count;
+    L->sp.n = s->dims[0];
+    L->sp.p = p;
+    L->sp.rng_layer = net->random_layers++;
+    net_layer_input(net, layer, x);
+    net_layer_output(net, layer, x);
+    return x;
+}
+
+// The mask is a pure function of (seed, layer key, step, global sample, element): the same at any
+// world size and on resume. Out of training (evaluation) the layer is the identity.
+static void dropout_forward(Net *net, Layer *L) {
+    if (!net->training) return;   // in place: y is x already
+    CHECK(net->step, "dropout '%s': the trainer did not give the model its step counter (model_set_random)",
+          L->name);
+    size_t per = L->count / (size_t)L->sp.n;
+    net->ctx->ops->dropout_forward(net->ctx, L->x[0], L->y, L->sp.n, per, net->first_sample, L->sp.p, net->seed,
+                                   L->sp.rng_layer, net->step);
+}
+
+// The mask is recomputed from the same key; dx may alias dy.
+static void dropout_backward(Net *net, Layer *L) {
+    float *dx = net_grad_target(net, L, 0, L->count);
+    if (!dx) return;
+    size_t per = L->count / (size_t)L->sp.n;
+    net->ctx->ops->dropout_backward(net->ctx, L->dy, dx, L->sp.n, per, net->first_sample, L->sp.p, net->seed,
+                                    L->sp.rng_layer, net->step);
+    net_grad_commit(net, L, 0, L->count);
+}
+
+const LayerImpl layer_dropout_impl = {
+    .name = "dropout", .forward = dropout_forward, .backward = dropout_backward,
+    .alias = {ALIAS_EXCLUSIVE}, .inplace_ok = 1,
+};

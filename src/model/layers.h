@@ -44,3 +44,26 @@ int build_quantize(Net *net, const char *name, int z, int codebook_param, int k,
 void quantize_aux_slots(const Net *net, int layer, int *codes, int *z_flat, int *stats);
 // Only the first half of the quantizer's forward: z channels-last into its z_flat slot.
 void quantize_flatten(Net *net, Layer *L);
+
+// ---- the groupnorm arch's layers (layer_groupnorm.c, layer_pointwise.c, layer_resample.c,
+// layer_attention.c, layer_conv.c) -----------------------------------------------------------
+extern const LayerImpl layer_groupnorm_impl, layer_silu_impl, layer_dropout_impl, layer_upsample_impl,
+    layer_pad_impl, layer_attention_impl;
+
+// nn.GroupNorm(groups, c, eps) on x [N, c, h, w] with prefix.weight (ones) and prefix.bias (zeros).
+int build_groupnorm(Net *net, const char *prefix, int x, int groups, float eps);
+// SiLU of x into a new slot (its backward reads x, so it never runs in place).
+int build_silu(Net *net, const char *name, int x);
+// Dropout with probability p written over x (per-sample masks keyed on the net's seed, step and
+// global sample index; identity when the net is not training). p = 0 builds no layer.
+int build_dropout_inplace(Net *net, const char *name, int x, float p);
+// Nearest x2 upsampling of x [N, C, h, w] into [N, C, 2h, 2w].
+int build_upsample2x(Net *net, const char *name, int x);
+// Zero padding of x [N, C, h, w] by top, bottom, left, right.
+int build_pad(Net *net, const char *name, int x, int top, int bottom, int left, int right);
+// nn.Linear(c_in, out) applied at every position of x [N, c_in, h, w] (a 1x1 convolution whose
+// weight has the Linear's [out, c_in] layout): prefix.weight, prefix.bias.
+int build_linear_1x1(Net *net, const char *prefix, int x, int out);
+// diffusers' Attention of a mid block on x [N, C, h, w]: prefix.group_norm, prefix.to_q / to_k /
+// to_v, single-head softmax(q^T k / sqrt(C)) v over the h w positions, prefix.to_out.0, plus x.
+int build_attention_block(Net *net, const char *prefix, int x, int groups, float eps);

@@ -9,7 +9,7 @@
 
 // The arch builders, picked once by the spec's arch.
 typedef void (*ArchBuilder)(Model *m);
-static const ArchBuilder BUILDERS[] = {[ARCH_RESNET] = arch_resnet_build};
+static const ArchBuilder BUILDERS[] = {[ARCH_RESNET] = arch_resnet_build, [ARCH_GROUPNORM] = arch_groupnorm_build};
 
 static float *alloc_floats(Model *m, size_t count) {
     return (float *)m->ctx->ops->alloc(m->ctx, count * sizeof(float));
@@ -133,3 +133,13 @@ void model_ema_update(Model *m, const StepState *state) {
     m->ctx->ops->ema_update(m->ctx, m->ema_cluster_size, m->ema_w, m->codebook, m->code_stats, m->code_stats + k, k,
                             m->spec.embedding_dim, m->spec.decay, m->spec.epsilon, state);
 }
+
+// ---- the random layers' keys (the groupnorm arch's dropout) ------------------------------------
+
+void model_set_random(Model *m, uint64_t seed, const int32_t *step, int64_t first_sample) {
+    m->net.seed = seed;
+    m->net.step = step;
+    m->net.first_sample = first_sample;
+}
+
+void model_set_training(Model *m, int training) { m->net.training = training; }

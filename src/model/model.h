@@ -79,3 +79,11 @@ size_t model_input_count(const Model *m); // batch * C * H * W
 // the ema quantizer), registered here so they sit in state_dict order. Returns the quantized slot.
 int model_add_quantizer(Model *m, int z, const char *codebook_key, const char *ema_size_key, const char *ema_w_key);
 void arch_resnet_build(Model *m);
+
+// ---- the groupnorm arch (arch_groupnorm.c) and the random layers' keys ------------------------
+void arch_groupnorm_build(Model *m);
+// Dropout masks are keyed on (seed, layer, *step, first_sample + sample in this rank's batch):
+// step is device memory (StepState.steps), first_sample this rank's offset in the global batch.
+void model_set_random(Model *m, uint64_t seed, const int32_t *step, int64_t first_sample);
+// training = 0: dropout is the identity (evaluation, reconstruction); 1 (the default) for steps.
+void model_set_training(Model *m, int training);

@@ -12,6 +12,10 @@ static const LayerImpl *const IMPLS[LAYER_KIND_COUNT] = {
     [LAYER_CONV] = &layer_conv_impl,         [LAYER_RELU] = &layer_relu_impl,
     [LAYER_ADD] = &layer_add_impl,           [LAYER_QUANTIZE] = &layer_quantize_impl,
     [LAYER_MSE_LOSS] = &layer_mse_loss_impl,
+    // the groupnorm arch's kinds
+    [LAYER_GROUPNORM] = &layer_groupnorm_impl, [LAYER_SILU] = &layer_silu_impl,
+    [LAYER_DROPOUT] = &layer_dropout_impl,     [LAYER_UPSAMPLE] = &layer_upsample_impl,
+    [LAYER_PAD] = &layer_pad_impl,             [LAYER_ATTENTION] = &layer_attention_impl,
 };
 
 const LayerImpl *layer_impl(LayerKind kind) {
@@ -23,6 +27,7 @@ void net_init(Net *net, OpsContext *ctx, ParamRegistry *registry) {
     memset(net, 0, sizeof *net);
     net->ctx = ctx;
     net->registry = registry;
+    net->training = 1;
 }
 
 void net_free(Net *net) {

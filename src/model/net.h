@@ -13,7 +13,8 @@
 #include "../../kernels/ops.h"
 #include "params.h"
 
-enum { LAYER_MAX_IN = 2, LAYER_MAX_PARAMS = 4, LAYER_MAX_AUX = 4, NET_NAME_MAX = 96, SLOT_MAX_DIMS = 4 };
+// LAYER_MAX_IN 3: the attention core reads q, k and v.
+enum { LAYER_MAX_IN = 3, LAYER_MAX_PARAMS = 4, LAYER_MAX_AUX = 4, NET_NAME_MAX = 96, SLOT_MAX_DIMS = 4 };
 
 typedef enum {
     LAYER_CONV,       // Conv2d / ConvTranspose2d, optional bias (layer_conv.c)
@@ -21,6 +22,13 @@ typedef enum {
     LAYER_ADD,        // y = a + b, may run in place on a (layer_pointwise.c)
     LAYER_QUANTIZE,   // nearest codebook vector, straight-through gradient (layer_quantizer.c)
     LAYER_MSE_LOSS,   // weight * mean((x_hat - x)^2) into a scalar; no output slot (layer_loss.c)
+    // ---- the groupnorm arch's kinds (arch_groupnorm.c) ----
+    LAYER_GROUPNORM,  // nn.GroupNorm with affine weight/bias (layer_groupnorm.c)
+    LAYER_SILU,       // y = x sigmoid(x) (layer_pointwise.c)
+    LAYER_DROPOUT,    // counter-based mask, identity in eval; may run in place (layer_pointwise.c)
+    LAYER_UPSAMPLE,   // nearest x2 (layer_resample.c)
+    LAYER_PAD,        // zero padding top/bottom/left/right (layer_resample.c)
+    LAYER_ATTENTION,  // single-head softmax(q^T k scale) v over the h w positions (layer_attention.c)
     LAYER_KIND_COUNT
 } LayerKind;
 
@@ -56,6 +64,18 @@ typedef struct {
     int bypass;                         // encoder pretraining: q = z, no codes, no quantizer loss
 } QuantizeArgs;
 
+// The groupnorm arch's kinds: the input's NCHW shape and each kind's numbers.
+typedef struct {
+    int n, c, h, w;                     // input 0's shape
+    int groups;                         // LAYER_GROUPNORM
+    float eps;                          // LAYER_GROUPNORM
+    int aux[2];                         // LAYER_GROUPNORM: mean, rstd slots; LAYER_ATTENTION: probs slot
+    int pad[4];                         // LAYER_PAD: top, bottom, left, right
+    float scale;                        // LAYER_ATTENTION: 1 / sqrt(c)
+    float p;                            // LAYER_DROPOUT: drop probability
+    uint32_t rng_layer;                 // LAYER_DROPOUT: the layer's key in the mask's counter
+} SpatialArgs;
+
 typedef struct {
     LayerKind kind;
     char name[NET_NAME_MAX];
@@ -69,6 +89,7 @@ typedef struct {
     float weight;                       // LAYER_MSE_LOSS: the loss weight
     int scalar;                         // LAYER_MSE_LOSS: index into the scalars slot
     int scalars_slot;                   // LAYER_MSE_LOSS, LAYER_QUANTIZE
+    SpatialArgs sp;                     // the groupnorm arch's kinds
     // resolved by net_finalize
     float *x[LAYER_MAX_IN];
     float *y;
@@ -96,6 +117,12 @@ typedef struct {
     int grad_buffers;                   // distinct gradient buffers the plan uses
     float *scratch;                     // for GRAD_ACCUM: a contribution is formed here, then added
     size_t workspace_bytes;             // the layers' largest backend workspace
+    // the random layers' keys (dropout), set by the trainer through model_set_random
+    int training;                       // 1 (net_init): dropout draws masks; 0: identity (evaluation)
+    uint64_t seed;
+    const int32_t *step;                // device: the 0-based step under way (StepState.steps)
+    int64_t first_sample;               // this rank's first sample in the global batch
+    uint32_t random_layers;             // random layers built so far (each gets its own key)
 } Net;
 
 // ---- building (an arch's builder calls these through the layer files' helpers) ------------

@@ -3,7 +3,9 @@
 // the model never reads config strings and never branches on them after the build.
 #pragma once
 
-typedef enum { ARCH_RESNET = 0 } ArchKind;
+typedef enum { ARCH_RESNET = 0, ARCH_GROUPNORM = 2 } ArchKind;   // 1: kept for arch small
+
+enum { GN_MAX_BLOCKS = 8 };
 
 typedef enum { QUANTIZER_VQ = 0, QUANTIZER_EMA = 1 } QuantizerKind;
 
@@ -24,6 +26,15 @@ typedef struct {
     int in_channels, height, width;     // of the images
     // arch resnet (the PyTorch VQ-VAE notebook's Model)
     int hiddens, residual_hiddens, residual_layers;
+    // arch groupnorm (diffusers' VQModel layout, arch_groupnorm.c)
+    int gn_blocks;                      // len(block_out_channels)
+    int gn_block_channels[GN_MAX_BLOCKS];
+    int gn_layers_per_block;            // resnets per down block (up blocks: one more)
+    int gn_groups;                      // norm_num_groups
+    float gn_eps;                       // GroupNorm eps
+    float gn_dropout;                   // in every ResnetBlock2D (training only)
+    int gn_mid_attention;               // the mid blocks' self-attention
+    int gn_latent_channels;             // encoder output / decoder input channels
     // quantizer
     QuantizerKind quantizer;
     int num_embeddings;                 // K

@@ -109,6 +109,7 @@ static float *reconstruct_images(Session *s, const Dataset *test, int count) {
     float *grid = xmalloc((size_t)2 * count * image * sizeof(float));
     int64_t *indices = xmalloc((size_t)batch * sizeof(int64_t));
     float *host = xmalloc(model_input_count(m) * sizeof(float));
+    model_set_training(m, 0);   // dropout off
     for (int done = 0; done < count; done += batch) {
         int n = count - done < batch ? count - done : batch;
         for (int i = 0; i < batch; i++) indices[i] = (done + (i < n ? i : 0)) % test->count;

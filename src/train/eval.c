@@ -34,6 +34,7 @@ StepMetrics evaluate(Session *s, const Dataset *ds, int max_batches) {
     float *host = xmalloc(model_input_count(m) * sizeof(float));
     float *counts = xmalloc((size_t)k * sizeof(float));
     double *sums = xcalloc((size_t)k + 2, sizeof(double));   // [recon, latent, counts...], one reduction
+    model_set_training(m, 0);   // dropout off
     for (int64_t b = 0; b < batches; b++) {
         int n = load_eval_batch(s, ds, images, b, indices, host);
         if (n == 0) continue;
@@ -46,6 +47,7 @@ StepMetrics evaluate(Session *s, const Dataset *ds, int max_batches) {
         sums[1] += (double)scalars[SCALAR_LATENT_MSE] * n;
         for (int j = 0; j < k; j++) sums[2 + j] += counts[j];
     }
+    model_set_training(m, 1);
     dist_allreduce_host_f64(s->dist, sums, (size_t)k + 2);
 
     StepMetrics sm;

@@ -14,11 +14,79 @@ static CodebookInit codebook_init_of(const Config *cfg) {
     return strcmp(cfg->quantizer, "ema") == 0 ? CODEBOOK_INIT_DATA : CODEBOOK_INIT_UNIFORM;
 }
 
+// ---- the groupnorm arch -------------------------------------------------------------------------
+
+// Every GroupNorm's channels divide by norm_num_groups; every block but the last halves the size.
+static int groupnorm_check(const Config *cfg, int height, int width, char *err, size_t err_len) {
+    const ConfigIntList *blocks = &cfg->block_out_channels;
+    if (blocks->count < 1 || blocks->count > GN_MAX_BLOCKS)
+        return set_error(err, err_len, "model.block_out_channels has %d entries; give 1 to %d", blocks->count,
+                         GN_MAX_BLOCKS);
+    for (int i = 0; i < blocks->count; i++)
+        if (blocks->values[i] % cfg->norm_num_groups != 0)
+            return set_error(err, err_len, "model.block_out_channels[%d] = %d is not divisible by "
+                             "model.norm_num_groups = %d (every GroupNorm splits its channels into that many "
+                             "groups); change one of the two", i, blocks->values[i], cfg->norm_num_groups);
+    int f = 1 << (blocks->count - 1);
+    if (height % f != 0 || width % f != 0)
+        return set_error(err, err_len, "the images are %dx%d, but model.block_out_channels has %d blocks, and every "
+                         "block but the last halves the size: height and width must be multiples of %d", height,
+                         width, blocks->count, f);
+    if (cfg->dropout < 0.0f || cfg->dropout >= 1.0f)
+        return set_error(err, err_len, "model.dropout is %g; it must be in [0, 1)", cfg->dropout);
+    return 0;
+}
+
+// The loss is MSE(recon, x) (weight 1, not divided by the variance) + the quantizer loss, as a
+// diffusers VQModel is usually trained; the images are in [-1, 1] (data.range auto = symmetric).
+static int groupnorm_spec(const Config *cfg, int height, int width, ModelSpec *spec, char *err, size_t err_len) {
+    if (groupnorm_check(cfg, height, width, err, err_len) != 0) return -1;
+    spec->arch = ARCH_GROUPNORM;
+    spec->gn_blocks = cfg->block_out_channels.count;
+    for (int i = 0; i < spec->gn_blocks; i++) spec->gn_block_channels[i] = cfg->block_out_channels.values[i];
+    spec->gn_layers_per_block = cfg->layers_per_block;
+    spec->gn_groups = cfg->norm_num_groups;
+    spec->gn_eps = cfg->norm_eps;
+    spec->gn_dropout = cfg->dropout;
+    spec->gn_mid_attention = cfg->mid_attention;
+    spec->gn_latent_channels = cfg->latent_channels ? cfg->latent_channels : cfg->embedding_dim;
+    spec->recon_weight = 1.0f;
+    return 0;
+}
+
+const char *model_data_range(const Config *cfg) {
+    if (strcmp(cfg->data_range, "auto") != 0) return cfg->data_range;
+    return strcmp(cfg->arch, "groupnorm") == 0 ? "symmetric" : strcmp(cfg->arch, "small") == 0 ? "unit" : "centered";
+}
+
+// ---- every arch ---------------------------------------------------------------------------------
+
+// The quantizer and the fields every arch shares.
+static void common_spec(const Config *cfg, int channels, int height, int width, double variance, ModelSpec *spec) {
+    spec->batch = cfg->batch_size;
+    spec->in_channels = channels;
+    spec->height = height;
+    spec->width = width;
+    spec->quantizer = strcmp(cfg->quantizer, "ema") == 0 ? QUANTIZER_EMA : QUANTIZER_VQ;
+    spec->num_embeddings = cfg->num_embeddings;
+    spec->embedding_dim = cfg->embedding_dim;
+    spec->commitment_cost = cfg->commitment_cost;
+    spec->decay = cfg->decay;
+    spec->epsilon = cfg->epsilon;
+    spec->codebook_init = codebook_init_of(cfg);
+    spec->data_variance = variance;
+}
+
 int model_spec_from_config(const Config *cfg, int channels, int height, int width, double variance, ModelSpec *spec,
                            char *err, size_t err_len) {
     memset(spec, 0, sizeof *spec);
+    if (strcmp(cfg->arch, "groupnorm") == 0 && strcmp(cfg->model_type, "vqvae") == 0) {
+        common_spec(cfg, channels, height, width, variance, spec);
+        return groupnorm_spec(cfg, height, width, spec, err, err_len);
+    }
     if (strcmp(cfg->arch, "resnet") != 0)
-        return set_error(err, err_len, "model.arch '%s' is not built; use resnet", cfg->arch);
+        return set_error(err, err_len, "model.arch '%s' (model.type %s) is not built; use resnet or groupnorm",
+                         cfg->arch, cfg->model_type);
     if (height != width)
         return set_error(err, err_len, "the images are %dx%d, but model.arch resnet needs square images", height, width);
     if (height % 4 != 0)
@@ -30,22 +98,11 @@ int model_spec_from_config(const Config *cfg, int channels, int height, int widt
     if (!(variance > 0.0))
         return set_error(err, err_len, "the training images have variance %g; the loss divides by it, so the data "
                          "must not be constant", variance);
+    common_spec(cfg, channels, height, width, variance, spec);
     spec->arch = ARCH_RESNET;
-    spec->batch = cfg->batch_size;
-    spec->in_channels = channels;
-    spec->height = height;
-    spec->width = width;
     spec->hiddens = cfg->num_hiddens;
     spec->residual_hiddens = cfg->num_residual_hiddens;
     spec->residual_layers = cfg->num_residual_layers;
-    spec->quantizer = strcmp(cfg->quantizer, "ema") == 0 ? QUANTIZER_EMA : QUANTIZER_VQ;
-    spec->num_embeddings = cfg->num_embeddings;
-    spec->embedding_dim = cfg->embedding_dim;
-    spec->commitment_cost = cfg->commitment_cost;
-    spec->decay = cfg->decay;
-    spec->epsilon = cfg->epsilon;
-    spec->codebook_init = codebook_init_of(cfg);
-    spec->recon_weight = 1.0f / (float)variance;
-    spec->data_variance = variance;   // the notebook's loss: mse / data variance
+    spec->recon_weight = 1.0f / (float)variance;   // the notebook's loss: mse / data variance
     return 0;
 }

@@ -31,6 +31,8 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
     Session *s = &t->s;
     Model *m = &s->model;
     train_state_init(&t->st, s, &t->train_set);
+    // dropout masks: keyed on the step under way and the global sample index (any world size)
+    model_set_random(m, cfg->seed, &t->st.state->steps, (int64_t)cfg->batch_size * dist->rank);
     test_hooks_open(&t->hooks, dist->rank);
 
     char err[1024];
@@ -43,8 +45,8 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
     t->st.codebook_ready = !needs_data || t->st.step > s->cfg.pretrain_steps;
     train_state_upload(&t->st, s);
     train_log_open(&t->log, s, metrics_path);
-    log_info("model: resnet, %zu trainable parameters, quantizer %s K=%d D=%d, latent %dx%d; backend %s, %d ranks, "
-             "batch %d per rank (global %lld)", m->registry.trainable_count, cfg->quantizer, m->spec.num_embeddings,
+    log_info("model: %s, %zu trainable parameters, quantizer %s K=%d D=%d, latent %dx%d; backend %s, %d ranks, "
+             "batch %d per rank (global %lld)", cfg->arch, m->registry.trainable_count, cfg->quantizer, m->spec.num_embeddings,
              m->spec.embedding_dim, m->latent_height, m->latent_width, s->ctx.ops->name, dist->world, cfg->batch_size,
              (long long)cfg->batch_size * dist->world);
 }

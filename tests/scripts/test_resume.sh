@@ -2,14 +2,19 @@
 # Resume is bit-exact: N steps straight == k steps, stop, resume to N (both quantizers); a
 # SIGTERM mid-run writes a checkpoint, exits 75, and --resume auto reaches the same weights;
 # --resume auto skips a corrupt newest checkpoint and falls back to the previous one.
+# The gn-* cases: model.arch groupnorm with dropout, whose masks are keyed on the step (resumed).
 source "$(dirname "$0")/lib/common.sh"
 common=(--config "$SMOKE" train.steps=24 log.every=4 checkpoint.every=8 checkpoint.keep=5)
-for q in ema vq; do
-    "$VQVAE_BIN" train "${common[@]}" quantizer.type=$q checkpoint.dir="$WORK/$q-full" >"$WORK/full.log" 2>&1
+GROUPNORM=(model.arch=groupnorm "model.block_out_channels=[8, 16]" model.norm_num_groups=4 model.dropout=0.2)
+for q in ema vq gn-ema; do
+    arch=()
+    [ "${q#gn-}" != "$q" ] && arch=("${GROUPNORM[@]}")
+    run=("${common[@]}" quantizer.type=${q#gn-} "${arch[@]}")
+    "$VQVAE_BIN" train "${run[@]}" checkpoint.dir="$WORK/$q-full" >"$WORK/full.log" 2>&1
     check "$q: full run" [ $? -eq 0 ]
-    "$VQVAE_BIN" train "${common[@]}" quantizer.type=$q train.steps=10 checkpoint.dir="$WORK/$q-part" >"$WORK/p1.log" 2>&1
+    "$VQVAE_BIN" train "${run[@]}" train.steps=10 checkpoint.dir="$WORK/$q-part" >"$WORK/p1.log" 2>&1
     check "$q: first part (10 steps)" [ $? -eq 0 ]
-    "$VQVAE_BIN" train "${common[@]}" quantizer.type=$q checkpoint.dir="$WORK/$q-part" --resume auto >"$WORK/p2.log" 2>&1
+    "$VQVAE_BIN" train "${run[@]}" checkpoint.dir="$WORK/$q-part" --resume auto >"$WORK/p2.log" 2>&1
     check "$q: resumed part" [ $? -eq 0 ]
     check "$q: resume log names step 10" grep -q "resumed from .*step 10" "$WORK/p2.log"
     check "$q: resumed weights and Adam moments bit-identical" \

@@ -46,7 +46,21 @@ TIE_WINDOW = 1e-5   # a code mismatch is a near-tie when the distance gap <= thi
 SECOND = ['model.num_residual_layers=2', 'data.channels=1', 'train.batch_size=4', 'train.weight_decay=0.01',
           'quantizer.init=normal']
 # (name, quantizer.type, more overrides)
-CASES = [('ema', 'ema', []), ('vq', 'vq', []), ('ema-2', 'ema', SECOND), ('vq-2', 'vq', SECOND)]
+# model.arch groupnorm (diffusers' VQModel layout): two blocks with the mid attention; then three
+# blocks, two resnets per block, no attention, latent channels != embedding_dim, one channel, weight
+# decay. Dropout stays 0: the C masks come from Philox counters that torch's dropout cannot draw
+# (test_model_layers_gn.c checks the dropout layer against finite differences instead).
+GROUPNORM = ['model.arch=groupnorm', 'model.block_out_channels=[8, 16]', 'model.norm_num_groups=4']
+GROUPNORM_2 = ['model.arch=groupnorm', 'model.block_out_channels=[4, 8, 8]', 'model.norm_num_groups=2',
+               'model.layers_per_block=2', 'model.mid_attention=false', 'model.latent_channels=4',
+               'data.channels=1', 'train.batch_size=4', 'train.weight_decay=0.01']
+CASES = [('ema', 'ema', []), ('vq', 'vq', []), ('ema-2', 'ema', SECOND), ('vq-2', 'vq', SECOND),
+         ('gn-ema', 'ema', GROUPNORM), ('gn-vq', 'vq', GROUPNORM), ('gn-ema-2', 'ema', GROUPNORM_2),
+         ('gn-vq-2', 'vq', GROUPNORM_2)]
+# the reconstruction term per arch: the notebook's MSE / data variance, VQModel's plain MSE
+RECON_MODE = {'resnet': 'nmse', 'groupnorm': 'mse'}
+# the bound of |pixel| per arch (data.range auto: centered [-0.5, 0.5]; symmetric [-1, 1] for groupnorm)
+PIXEL_BOUND = {'resnet': 0.5, 'groupnorm': 1.0}
 
 RESULTS = {'passed': 0, 'failed': 0}
 WORST = []  # (case, category, key, rel err) for the summary
@@ -58,17 +72,25 @@ def check(name, ok, detail=''):
     return ok
 
 
-def rel_err(a, b):
+def rel_err(a, b, floor=1e-12):
     a = np.asarray(a.detach() if torch.is_tensor(a) else a, dtype=np.float64)
     b = np.asarray(b.detach() if torch.is_tensor(b) else b, dtype=np.float64)
     if a.shape != b.shape:
         return math.inf
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)) if b.size else 0.0
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), floor)) if b.size else 0.0
 
 
-def compare(case, category, key, got, want, tol=TOL, note=''):
+def zero_gradient_scale(key, tensors):
+    """The attention's to_k.bias adds q.b to every score of a row, which the softmax ignores: its
+    gradient is 0 up to rounding, so it is compared on the scale of to_k.weight's instead."""
+    if not key.endswith('to_k.bias'):
+        return 1e-12
+    return float(np.max(np.abs(np.asarray(tensors[key[:-len('bias')] + 'weight'], np.float64))))
+
+
+def compare(case, category, key, got, want, tol=TOL, note='', floor=1e-12):
     """got: the reference's value, want: the C program's."""
-    err = rel_err(got, want)
+    err = rel_err(got, want, floor)
     WORST.append((case, category, key, err))
     shapes = '' if np.shape(got) == np.shape(want) else f', shape {tuple(np.shape(got))} vs {tuple(np.shape(want))}'
     return check(f'{case}: {category} {key}', err <= tol, f'rel err {err:.2e}{shapes}{note}')
@@ -158,16 +180,19 @@ def compare_step(case, out_dir, overrides, before, after):
     cfg = flatten(cfg)
     wrong = [o for o in overrides if not _same(cfg.get(o.split('=')[0]), yaml.safe_load(o.split('=', 1)[1]))]
     check(f'{case}: the stored config has the overrides', not wrong, f'not applied: {wrong}' if wrong else '')
-    check(f'{case}: batch shape [train.batch_size, C, H, W], values in [-0.5, 0.5]',
-          images.shape[0] == cfg['train.batch_size'] and images.shape[1] == model._encoder._conv_1.in_channels
-          and images.abs().max() <= 0.5, f'{tuple(images.shape)}, max |x| {images.abs().max():.3f}')
+    arch = cfg['model.arch']
+    bound, mode = PIXEL_BOUND[arch], RECON_MODE[arch]
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    check(f'{case}: batch shape [train.batch_size, C, H, W], values in [-{bound:g}, {bound:g}]',
+          images.shape[0] == cfg['train.batch_size'] and images.shape[1] == first_conv.in_channels
+          and images.abs().max() <= bound, f'{tuple(images.shape)}, max |x| {images.abs().max():.3f}')
 
     # the forward, with our own argmin; at a code mismatch, redo it with the C program's codes so
     # that the rest compares like with like
     codebook0 = model.quantizer.weight.detach().clone()
     state0 = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    out = model.loss(images, 'nmse', variance)
+    out = model.loss(images, mode, variance)
     torch_codes = out['codes']
     if torch_codes.shape != c_codes.shape:
         check(f'{case}: codes', False, f'shape {tuple(torch_codes.shape)} vs {tuple(c_codes.shape)}')
@@ -183,7 +208,7 @@ def compare_step(case, out_dir, overrides, before, after):
               f'{rel_gap.abs().max():.2e} of |z|^2+|e|^2 (near-tie window {TIE_WINDOW:g}); '
               're-running the forward with the C codes')
         model.load_state_dict(state0, strict=True)
-        out = model.loss(images, 'nmse', variance, codes=c_codes)
+        out = model.loss(images, mode, variance, codes=c_codes)
     else:
         check(f'{case}: codes identical (up to near-ties)', True, f'0 of {c_codes.numel()} differ, '
               f'{len(set(c_codes.tolist()))} of {codebook0.shape[0]} codes used')
@@ -197,7 +222,7 @@ def compare_step(case, out_dir, overrides, before, after):
           f'missing {sorted(set(trainable) - set(c_grads))}, extra {sorted(set(c_grads) - set(trainable))}')
     for key, p in trainable.items():
         if key in c_grads:
-            compare(case, 'grad', key, p.grad, c_grads[key])
+            compare(case, 'grad', key, p.grad, c_grads[key], floor=zero_gradient_scale(key, c_grads))
     if set(c_grads) != set(trainable):
         return
 
@@ -230,7 +255,8 @@ def compare_step(case, out_dir, overrides, before, after):
             compare(case, 'adam param', key, param[keep], after_model[key][keep], TOL, left_out(keep))
         else:
             compare(case, 'adam param', key, param, after_model[key])
-        compare(case, 'adam exp_avg', key, exp_avg, np.asarray(after[f'optim/{key}/exp_avg']))
+        avgs = {k: after[f'optim/{k}/exp_avg'] for k in (key, key[:-len('bias')] + 'weight') if f'optim/{k}' in after}
+        compare(case, 'adam exp_avg', key, exp_avg, np.asarray(avgs[key]), floor=zero_gradient_scale(key, avgs))
         compare(case, 'adam exp_avg_sq', key, exp_avg_sq, np.asarray(after[f'optim/{key}/exp_avg_sq']))
 
     # the optimizer alone: Adam on the C program's gradients; compare the update after - before

@@ -1,5 +1,6 @@
 """A checkpoint written by the C program (a few training steps of configs/smoke.yaml's resnet on
-Fashion-MNIST), loaded with vqvae_dist.load(): its forward reproduces the C program's
+Fashion-MNIST, and of a small model.arch groupnorm with dropout, which evaluation turns off),
+loaded with vqvae_dist.load() (load_state_dict strict): its forward reproduces the C program's
   - evaluation (the final eval record of metrics.jsonl, full precision: recon MSE, NMSE, quantizer
     loss, perplexity over the same test images) to 1e-5 relative, and
   - `vqvae_dist reconstruct` PNG: the originals byte for byte (the Python dataset reader), and every
@@ -30,7 +31,7 @@ def rel(a, b):
     return abs(a - b) / max(abs(b), 1e-12)
 
 
-def python_eval(model, x, batch, variance):
+def python_eval(model, x, batch, variance, arch):
     """The C program's evaluation: whole batches in order, the mean of per-batch means."""
     recon, latent, codes = [], [], []
     with torch.no_grad():
@@ -45,21 +46,22 @@ def python_eval(model, x, batch, variance):
     beta = model.quantizer.commitment_cost
     weight = beta if model.quantizer.ema else 1.0 + beta
     mse = float(np.mean(recon))
-    return {'recon_mse': mse, 'nmse': mse / variance, 'vq_loss': weight * float(np.mean(latent)),
+    nmse = mse / variance if arch == 'resnet' else mse   # the C metric is the weighted MSE: 1 for groupnorm
+    return {'recon_mse': mse, 'nmse': nmse, 'vq_loss': weight * float(np.mean(latent)),
             'perplexity': float(perplexity(counts[None, :].double() / counts.sum()))}
 
 
 def test_eval_matches(state):
     model, cfg = vqvae_dist.load(state['ckpt'])
-    check(f'{state["name"]}: the C checkpoint loads as the resnet module, 1x28x28 images',
-          vcfg.arch(cfg) == 'resnet' and vqvae_dist.Checkpoint(state['ckpt']).image_shape == (1, 28, 28))
+    check(f'{state["name"]}: the C checkpoint loads as the {state["arch"]} module, 1x28x28 images',
+          vcfg.arch(cfg) == state['arch'] and vqvae_dist.Checkpoint(state['ckpt']).image_shape == (1, 28, 28))
     records = [json.loads(line) for line in open(os.path.join(state['run'], 'metrics.jsonl'))]
     final = [r for r in records if r['kind'] == 'eval'][-1]
     batch, batches = vcfg.get_int(cfg, 'train.batch_size'), vcfg.get_int(cfg, 'train.eval_batches')
     images, _ = vdata.load_split(cfg, 'test')
     x = vdata.to_float(images[:batch * batches], vcfg.data_range(cfg))
     train_images, _ = vdata.load_split(cfg, 'train')
-    ours = python_eval(model, x, batch, vdata.data_variance(train_images))
+    ours = python_eval(model, x, batch, vdata.data_variance(train_images), state['arch'])
     for key, value in ours.items():
         check(f'{state["name"]}: eval {key}: PyTorch on the loaded checkpoint = the C program (step {final["step"]})',
               rel(value, final[key]) <= TOL, f'{value:.9g} vs {final[key]:.9g}, rel {rel(value, final[key]):.1e}')
@@ -109,10 +111,14 @@ def main():
         return run_tests([])
     with tempfile.TemporaryDirectory(prefix='vq_pyc_') as tmp:
         tests = []
-        for quantizer in ('ema', 'vq'):
-            run_dir = os.path.join(tmp, quantizer)
-            ckpt = train_tiny_run(state['bin'], run_dir, steps=10, extra=[f'quantizer.type={quantizer}'])
-            case = dict(state, name=quantizer, run=run_dir, ckpt=ckpt)
+        # data.range centered for groupnorm too: the reconstruct check below reads [-0.5, 0.5] images
+        groupnorm = ['model.arch=groupnorm', 'model.block_out_channels=[8, 16]', 'model.norm_num_groups=4',
+                     'model.dropout=0.1', 'data.range=centered']
+        for name, quantizer, arch, extra in (('ema', 'ema', 'resnet', []), ('vq', 'vq', 'resnet', []),
+                                             ('gn-ema', 'ema', 'groupnorm', groupnorm)):
+            run_dir = os.path.join(tmp, name)
+            ckpt = train_tiny_run(state['bin'], run_dir, steps=10, extra=[f'quantizer.type={quantizer}'] + extra)
+            case = dict(state, name=name, arch=arch, run=run_dir, ckpt=ckpt)
 
             def eval_matches(case=case):
                 test_eval_matches(case)
