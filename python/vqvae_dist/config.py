@@ -48,7 +48,7 @@ RECON_MODES = {
     'mse': 'mean squared error (small VQ-VAE and groupnorm default)',
     'sse': 'sum of squared errors over the batch (VAE default)',
 }
-DATA_RANGES = {'centered': (-0.5, 0.5), 'unit': (0.0, 1.0)}
+DATA_RANGES = {'centered': (-0.5, 0.5), 'unit': (0.0, 1.0), 'symmetric': (-1.0, 1.0)}
 ARCHS = ('resnet', 'small', 'groupnorm')
 MODEL_TYPES = ('vqvae', 'vae')
 
@@ -147,10 +147,12 @@ def arch(cfg):
 
 
 def data_range(cfg):
-    """'unit' ([0, 1]) or 'centered' ([-0.5, 0.5]); absent: unit for the small nets, else centered."""
+    """'unit' ([0, 1]), 'centered' ([-0.5, 0.5]) or 'symmetric' ([-1, 1]); absent or auto (what the
+    C program writes): unit for the small nets, symmetric for groupnorm, else centered, as
+    src/train/model_spec.c's model_data_range."""
     value = get(cfg, 'data.range')
-    if value is None:
-        return 'unit' if arch(cfg) == 'small' else 'centered'
+    if value is None or value == 'auto':
+        return {'small': 'unit', 'groupnorm': 'symmetric'}.get(arch(cfg), 'centered')
     return get_choice(cfg, 'data.range', tuple(DATA_RANGES))
 
 
