@@ -147,11 +147,12 @@ def arch(cfg):
 
 
 def data_range(cfg):
-    """'unit' ([0, 1]), 'centered' ([-0.5, 0.5]) or 'symmetric' ([-1, 1]); absent or auto: as the C
-    program resolves it (src/train/model_spec.c model_data_range)."""
+    """'unit' ([0, 1]), 'centered' ([-0.5, 0.5]) or 'symmetric' ([-1, 1]); absent or auto (what the
+    C program writes): unit for the small nets, symmetric for groupnorm, else centered, as
+    src/train/model_spec.c's model_data_range."""
     value = get(cfg, 'data.range')
     if value is None or value == 'auto':
-        return 'unit' if arch(cfg) == 'small' else 'centered'
+        return {'small': 'unit', 'groupnorm': 'symmetric'}.get(arch(cfg), 'centered')
     return get_choice(cfg, 'data.range', tuple(DATA_RANGES))
 
 

@@ -42,6 +42,10 @@ expect "bad IDX file names it" 1 "train-images-idx3-ubyte" -- train data.dataset
 expect "checkpoint that is not HDF5" 1 "notes.h5" -- info "$WORK/notes.h5"
 expect "random bytes as checkpoint" 1 "random.h5" -- eval --checkpoint "$WORK/random.h5"
 expect "resume from a missing file" 1 "could not resume" -- train --config "$SMOKE" checkpoint.dir="$WORK/r" --resume "$WORK/none.h5"
+expect "groupnorm: channels not divisible by the groups name both keys" 1 "model.norm_num_groups = 3" -- \
+    train --config "$SMOKE" model.arch=groupnorm model.norm_num_groups=3
+expect "groupnorm: image size not divisible by 2^(blocks-1)" 1 "multiples of 32" -- \
+    train --config "$SMOKE" model.arch=groupnorm "model.block_out_channels=[32, 32, 32, 32, 32, 32]"
 expect "global batch larger than the data" 1 "train.batch_size" -- train --config "$SMOKE" data.synthetic_count=16 train.batch_size=32
 # a checkpoint of another architecture is refused on resume
 "$VQVAE_BIN" train --config "$SMOKE" train.steps=2 checkpoint.dir="$WORK/arch" >/dev/null 2>&1

@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..', 'python'))
 import vqvae_dist  # noqa: E402
 from vqvae_dist.config import flatten  # noqa: E402
+from philox_masks import install_groupnorm_masks  # noqa: E402
 
 TOL = 1e-4          # relative error per tensor (max|a-b| / max|b|)
 # Adam's first step moves each parameter by lr g / (|g| + eps) (g including wd p): where |g| is near
@@ -48,15 +49,15 @@ SECOND = ['model.num_residual_layers=2', 'data.channels=1', 'train.batch_size=4'
 # (name, quantizer.type, more overrides)
 # model.arch groupnorm (diffusers' VQModel layout): two blocks with the mid attention; then three
 # blocks, two resnets per block, no attention, latent channels != embedding_dim, one channel, weight
-# decay. Dropout stays 0: the C masks come from Philox counters that torch's dropout cannot draw
-# (test_model_layers_gn.c checks the dropout layer against finite differences instead).
+# decay; then the first with dropout 0.2, where PyTorch runs with the C program's masks
+# (philox_masks.py recomputes them from src/core/philox.h's counter layout).
 GROUPNORM = ['model.arch=groupnorm', 'model.block_out_channels=[8, 16]', 'model.norm_num_groups=4']
 GROUPNORM_2 = ['model.arch=groupnorm', 'model.block_out_channels=[4, 8, 8]', 'model.norm_num_groups=2',
                'model.layers_per_block=2', 'model.mid_attention=false', 'model.latent_channels=4',
                'data.channels=1', 'train.batch_size=4', 'train.weight_decay=0.01']
 CASES = [('ema', 'ema', []), ('vq', 'vq', []), ('ema-2', 'ema', SECOND), ('vq-2', 'vq', SECOND),
          ('gn-ema', 'ema', GROUPNORM), ('gn-vq', 'vq', GROUPNORM), ('gn-ema-2', 'ema', GROUPNORM_2),
-         ('gn-vq-2', 'vq', GROUPNORM_2)]
+         ('gn-vq-2', 'vq', GROUPNORM_2), ('gn-vq-dropout', 'vq', GROUPNORM + ['model.dropout=0.2'])]
 # the reconstruction term per arch: the notebook's MSE / data variance, VQModel's plain MSE
 RECON_MODE = {'resnet': 'nmse', 'groupnorm': 'mse'}
 # the bound of |pixel| per arch (data.range auto: centered [-0.5, 0.5]; symmetric [-1, 1] for groupnorm)
@@ -182,6 +183,10 @@ def compare_step(case, out_dir, overrides, before, after):
     check(f'{case}: the stored config has the overrides', not wrong, f'not applied: {wrong}' if wrong else '')
     arch = cfg['model.arch']
     bound, mode = PIXEL_BOUND[arch], RECON_MODE[arch]
+    if arch == 'groupnorm' and float(cfg['model.dropout']) > 0:
+        layers = install_groupnorm_masks(model, int(cfg['train.seed']), int(before['optim'].attrs['step']),
+                                         float(cfg['model.dropout']))
+        print(f'  dropout {cfg["model.dropout"]}: {layers} layers with the C program\'s masks', flush=True)
     first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     check(f'{case}: batch shape [train.batch_size, C, H, W], values in [-{bound:g}, {bound:g}]',
           images.shape[0] == cfg['train.batch_size'] and images.shape[1] == first_conv.in_channels
