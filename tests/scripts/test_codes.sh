@@ -118,6 +118,11 @@ expect "reconstruct: odd --rows" 2 "--rows 3" -- reconstruct --checkpoint "$ckpt
 expect "encode: a missing checkpoint" 1 "$WORK/none.h5" -- encode --checkpoint "$WORK/none.h5" --out "$WORK/x.h5"
 expect "encode: a bad --split" 2 "--split expects train or test" -- \
     encode --checkpoint "$ckpt" --out "$WORK/x.h5" --split valid
+"$VQVAE_BIN" --help >"$WORK/help.txt" 2>&1
+check "--help lists encode and decode with their options" grep -q "encode .*--split train|test.*--latents" \
+    <(tr -s ' \n' ' ' <"$WORK/help.txt")
+check "--help: decode takes --codes, --rows, --cols, --scale" grep -q "decode .*--codes PATH.*--rows R.*--cols C.*--scale S" \
+    <(tr -s ' \n' ' ' <"$WORK/help.txt")
 expect "decode needs --codes" 2 "'decode' needs --codes" -- decode --checkpoint "$ckpt" --out "$WORK/x.png"
 check "no output file is left by the failed commands" [ ! -e "$WORK/x.png" -a ! -e "$WORK/x.h5" ]
 finish
