@@ -19,6 +19,7 @@
 enum {
     // MPI counts are int: larger buffers go through in pieces of this many elements.
     MPI_PIECE = 1 << 30,
+    GATHER_TAG = 0x6761,       // dist_gather_host's point-to-point messages
     // Default size of the host staging buffer (floats): 16 MiB holds the CIFAR model's gradient.
     STAGE_DEFAULT_FLOATS = 4 << 20,
 };
@@ -369,4 +370,24 @@ void dist_allgather_u64(Dist *d, uint64_t value, uint64_t *all) {
     MPI_Request req;
     MPI_CHECK(MPI_Iallgather(&value, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, im->world, &req));
     dist_mpi_wait(d, &req, "allgather");
+}
+
+void dist_gather_host(Dist *d, const void *send, void *recv, const size_t *rank_bytes) {
+    if (d->rank == 0 && recv != send && rank_bytes[0]) memmove(recv, send, rank_bytes[0]);
+    if (d->world == 1) return;
+    DistImpl *im = d->impl;
+    size_t at = d->rank == 0 ? rank_bytes[0] : 0;   // rank 0: where the next rank's bytes go
+    for (int peer = 1; peer < d->world; peer++) {
+        if (d->rank != 0 && d->rank != peer) continue;
+        for (size_t off = 0; off < rank_bytes[peer]; off += MPI_PIECE) {
+            int m = (int)min_size(rank_bytes[peer] - off, MPI_PIECE);
+            MPI_Request req;
+            if (d->rank == 0)
+                MPI_CHECK(MPI_Irecv((char *)recv + at + off, m, MPI_BYTE, peer, GATHER_TAG, im->world, &req));
+            else
+                MPI_CHECK(MPI_Isend((const char *)send + off, m, MPI_BYTE, 0, GATHER_TAG, im->world, &req));
+            dist_mpi_wait(d, &req, "gather_host");
+        }
+        at += rank_bytes[peer];
+    }
 }

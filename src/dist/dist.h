@@ -74,6 +74,10 @@ void dist_allreduce_host_f64(Dist *d, double *buf, size_t n);
 int dist_agree_any(Dist *d, int flag);
 // all[r] = value of rank r, on every rank (all holds world entries).
 void dist_allgather_u64(Dist *d, uint64_t value, uint64_t *all);
+// Rank 0 receives every rank's bytes of host memory, in rank order: recv (rank 0 only; may be
+// send) gets rank 0's send, then rank 1's, ...; rank_bytes[r] is what rank r sends (every rank
+// passes the same list). Bounded by dist.timeout_s like the other host collectives.
+void dist_gather_host(Dist *d, const void *send, void *recv, const size_t *rank_bytes);
 // Broadcast bytes of host memory from root.
 void dist_broadcast_host(Dist *d, void *buf, size_t bytes, int root);
 // Broadcast a device buffer from root. Completes like dist_allreduce (NCCL: enqueued only).

@@ -61,21 +61,60 @@ static int write_rows(FILE *f, png_bytep *rows, int width, int height, int color
     return 0;
 }
 
+// Fills pixels (stride bytes a row) with the grid: border gray, then every tile, each source pixel
+// drawn as a scale x scale block.
+static void draw_tiles(uint8_t *pixels, size_t stride, const float *const *tiles, const PngGrid *g) {
+    int channels = g->channels, tile_w = g->width * g->scale, tile_h = g->height * g->scale;
+    size_t plane = (size_t)g->height * (size_t)g->width;
+    for (int i = 0; i < g->rows * g->columns; i++) {
+        const float *image = tiles[i];
+        if (!image) continue;   // an empty cell stays border gray
+        size_t x0 = GRID_BORDER + (size_t)(i % g->columns) * (tile_w + GRID_BORDER);
+        size_t y0 = GRID_BORDER + (size_t)(i / g->columns) * (tile_h + GRID_BORDER);
+        for (int y = 0; y < tile_h; y++) {
+            uint8_t *row = pixels + (y0 + (size_t)y) * stride;
+            for (int x = 0; x < tile_w; x++) {
+                size_t src = (size_t)(y / g->scale) * g->width + (size_t)(x / g->scale);
+                for (int c = 0; c < channels; c++) {
+                    float v = image[(size_t)c * plane + src] + 0.5f;
+                    if (!(v >= 0.0f)) v = 0.0f;  // also maps NaN to black
+                    if (v > 1.0f) v = 1.0f;
+                    row[(x0 + (size_t)x) * channels + c] = (uint8_t)(v * 255.0f + 0.5f);
+                }
+            }
+        }
+    }
+}
+
 int png_write_grid(const char *path, const float *images, int count, int channels, int height, int width,
                    int columns, char *err, size_t err_len) {
     if (count <= 0 || height <= 0 || width <= 0 || columns <= 0)
         return set_error(err, err_len, "cannot write PNG '%s': %d images of %dx%d in %d columns; expected positive "
                          "numbers", path, count, height, width, columns);
-    if (channels != 1 && channels != 3)
+    PngGrid g = {.channels = channels, .height = height, .width = width, .scale = 1,
+                 .columns = count < columns ? count : columns, .rows = (count + columns - 1) / columns};
+    const float **cells = calloc((size_t)g.rows * g.columns, sizeof *cells);   // a short last row: empty cells
+    if (!cells) return set_error(err, err_len, "cannot write PNG '%s': out of memory", path);
+    size_t image = (size_t)channels * height * width;
+    for (int i = 0; i < count; i++) cells[i] = images + (size_t)i * image;
+    int rc = png_write_tiles(path, cells, &g, err, err_len);
+    free(cells);
+    return rc;
+}
+
+int png_write_tiles(const char *path, const float *const *tiles, const PngGrid *g, char *err, size_t err_len) {
+    if (g->rows <= 0 || g->columns <= 0 || g->height <= 0 || g->width <= 0 || g->scale <= 0)
+        return set_error(err, err_len, "cannot write PNG '%s': %dx%d tiles of %dx%d pixels at scale %d; expected "
+                         "positive numbers", path, g->rows, g->columns, g->height, g->width, g->scale);
+    if (g->channels != 1 && g->channels != 3)
         return set_error(err, err_len, "cannot write PNG '%s': images have %d channels, expected 1 (gray) or 3 "
-                         "(RGB)", path, channels);
-    int grid_columns = count < columns ? count : columns;
-    int grid_rows = (count + columns - 1) / columns;
-    int64_t grid_w = (int64_t)grid_columns * (width + GRID_BORDER) + GRID_BORDER;
-    int64_t grid_h = (int64_t)grid_rows * (height + GRID_BORDER) + GRID_BORDER;
+                         "(RGB)", path, g->channels);
+    int channels = g->channels;
+    int64_t grid_w = (int64_t)g->columns * ((int64_t)g->width * g->scale + GRID_BORDER) + GRID_BORDER;
+    int64_t grid_h = (int64_t)g->rows * ((int64_t)g->height * g->scale + GRID_BORDER) + GRID_BORDER;
     if (grid_w > GRID_MAX_SIDE || grid_h > GRID_MAX_SIDE)
         return set_error(err, err_len, "cannot write PNG '%s': the grid would be %lldx%lld pixels, more than %d "
-                         "on a side; write fewer images or change the number of columns", path,
+                         "on a side; write fewer images, fewer columns or a smaller --scale", path,
                          (long long)grid_w, (long long)grid_h, GRID_MAX_SIDE);
 
     // The whole grid in memory, interleaved as PNG wants (RGBRGB... per row).
@@ -90,22 +129,7 @@ int png_write_grid(const char *path, const float *images, int count, int channel
     }
     memset(pixels, GRID_BORDER_VALUE, stride * (size_t)grid_h);
     for (int64_t y = 0; y < grid_h; y++) rows[y] = pixels + (size_t)y * stride;
-    size_t plane = (size_t)height * (size_t)width;
-    for (int i = 0; i < count; i++) {
-        const float *image = images + (size_t)i * channels * plane;
-        int64_t x0 = GRID_BORDER + (int64_t)(i % columns) * (width + GRID_BORDER);
-        int64_t y0 = GRID_BORDER + (int64_t)(i / columns) * (height + GRID_BORDER);
-        for (int y = 0; y < height; y++) {
-            for (int x = 0; x < width; x++) {
-                for (int c = 0; c < channels; c++) {
-                    float v = image[(size_t)c * plane + (size_t)y * width + x] + 0.5f;
-                    if (!(v >= 0.0f)) v = 0.0f;  // also maps NaN to black
-                    if (v > 1.0f) v = 1.0f;
-                    rows[y0 + y][(size_t)(x0 + x) * channels + c] = (uint8_t)(v * 255.0f + 0.5f);
-                }
-            }
-        }
-    }
+    draw_tiles(pixels, stride, tiles, g);
 
     // path.tmp then rename: a reader never sees a half-written file under the final name.
     char tmp[4096];

@@ -60,6 +60,13 @@ void model_forward(Model *m);
 void model_backward(Model *m);
 // Encoder and pre-quantizer only, up to z_flat (the data-driven codebook init, `encode`).
 void model_encode(Model *m);
+// Codes (model_codes.c): G, the codes per latent position (the quantizer's input channels are
+// cut into G slices of D; m->codes holds batch x h x w x G codes, slices innermost); the encoder
+// and quantizer only (m->codes and m->z_flat); and the decoder only, from the codes in m->codes
+// (looked up in the codebook) to m->recon.
+int model_code_groups(const Model *m);
+void model_encode_codes(Model *m);
+void model_decode_codes(Model *m);
 // Encoder pretraining: bypass = 1 lets the quantizer pass z through (no codes, no quantizer loss,
 // a zero codebook gradient); 0 quantizes.
 void model_set_quantizer_bypass(Model *m, int bypass);

@@ -1,17 +1,31 @@
-// commands.c: train, eval, reconstruct, info, debug-step, config-reference.
+// commands.c: train, eval, reconstruct, info, debug-step, config-reference (encode, decode:
+// cmd_codes.c).
 #include "commands.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "../core/common.h"
 #include "../io/h5dump.h"
-#include "../io/image_png.h"
+#include "cmd_common.h"
 #include "eval.h"
 #include "state_io.h"
 #include "trainer.h"
+
+void usage_error(const char *fmt, ...) {
+    if (launcher_rank() == 0) {   // every rank sees the same command line: one message is enough
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "error: ");
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nrun `vqvae_dist --help` for the commands and options\n");
+    }
+    exit(EXIT_USAGE);
+}
 
 static void apply_overrides(Config *cfg, const CliArgs *args) {
     char err[1024];
@@ -76,14 +90,21 @@ static double training_variance(const Config *cfg, const CheckpointMeta *meta) {
     return variance;
 }
 
-// A session with the checkpoint's parameters and the test set: what eval and reconstruct use.
-static void open_from_checkpoint(Session *s, Dataset *test, const CliArgs *args, Dist *dist, CheckpointMeta *meta) {
+void open_from_checkpoint(Session *s, Dataset *ds, DatasetSplit split, const CliArgs *args, Dist *dist,
+                          CheckpointMeta *meta) {
     Config cfg;
     config_from_checkpoint(&cfg, args, meta);
     double variance = training_variance(&cfg, meta);
     char err[1024];
-    if (dataset_load_split(&cfg, SPLIT_TEST, test, err, sizeof err) != 0) fatal("%s", err);
-    session_open(s, &cfg, dist, test->channels, test->height, test->width, variance);
+    int channels, height, width;
+    dataset_shape(&cfg, &channels, &height, &width);
+    if (ds) {
+        if (dataset_load_split(&cfg, split, ds, err, sizeof err) != 0) fatal("%s", err);
+        channels = ds->channels;
+        height = ds->height;
+        width = ds->width;
+    }
+    session_open(s, &cfg, dist, channels, height, width, variance);
     state_load_model(s, args->checkpoint, meta);
 }
 
@@ -91,7 +112,7 @@ int command_eval(const CliArgs *args, Dist *dist) {
     Session s;
     Dataset test;
     CheckpointMeta meta;
-    open_from_checkpoint(&s, &test, args, dist, &meta);
+    open_from_checkpoint(&s, &test, SPLIT_TEST, args, dist, &meta);
     StepMetrics sm = evaluate(&s, &test, s.cfg.eval_batches);
     log_info("eval %s (step %lld): test nmse %.5f | recon mse %.6f | vq loss %.5f | perplexity %.1f | usage %.3f | "
              "%lld images", args->checkpoint, (long long)meta.step, sm.nmse, sm.recon_mse, sm.vq_loss, sm.perplexity,
@@ -125,26 +146,26 @@ static float *reconstruct_images(Session *s, const Dataset *test, int count) {
 }
 
 int command_reconstruct(const CliArgs *args, Dist *dist) {
+    TileGrid tiles = tile_grid_plan(args, 2, 16, "test images and their reconstructions");
     Session s;
     Dataset test;
     CheckpointMeta meta;
-    open_from_checkpoint(&s, &test, args, dist, &meta);
+    open_from_checkpoint(&s, &test, SPLIT_TEST, args, dist, &meta);
     const ModelSpec *sp = &s.model.spec;
-    int count = args->count;
-    if (count > test.count) count = (int)test.count;
+    tile_grid_fit(&tiles, args, test.count, sp->height, sp->width);
+    int count = tiles.count;
     float *grid = reconstruct_images(&s, &test, count);
     int rc = EXIT_OK;
     if (dist->rank == 0) {
         char err[512];
-        int columns = count < 8 ? count : 8;
-        // originals and reconstructions as two blocks: pad the originals to whole rows
-        if (png_write_grid(args->out, grid, 2 * count, sp->in_channels, sp->height, sp->width, columns, err,
-                           sizeof err) != 0) {
+        // originals and reconstructions as two blocks of whole rows: each reconstruction under its original
+        const float *blocks[2] = {grid, grid + (size_t)count * sp->in_channels * sp->height * sp->width};
+        if (tile_grid_write(&tiles, args->out, blocks, sp->in_channels, sp->height, sp->width, err, sizeof err) != 0) {
             log_warn("%s", err);
             rc = EXIT_ERROR;
         } else {
-            log_info("wrote %s: %d test images (first %d) and their reconstructions (last %d)", args->out, 2 * count,
-                     count, count);
+            log_info("wrote %s: %d test images over their reconstructions, %d x %d tiles of %dx%d px", args->out,
+                     count, 2 * tiles.rows, tiles.cols, sp->width * tiles.scale, sp->height * tiles.scale);
         }
     }
     free(grid);

@@ -80,7 +80,8 @@ def png_tiles(path, count, height, width):
 
 def test_reconstruct_matches(state):
     out = os.path.join(state['run'], 'recon.png')
-    rc, text = run([state['bin'], 'reconstruct', '--checkpoint', state['ckpt'], '--out', out, '--count', str(COUNT)])
+    rc, text = run([state['bin'], 'reconstruct', '--checkpoint', state['ckpt'], '--out', out, '--count', str(COUNT),
+                    '--scale', '1'])
     ok = rc == 0 and os.path.exists(out)
     if not check(f'{state["name"]}: vqvae_dist reconstruct wrote a PNG', ok, '' if ok else text[-1500:]):
         return
