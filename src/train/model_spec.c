@@ -114,6 +114,9 @@ int model_spec_from_config(const Config *cfg, int channels, int height, int widt
         common_spec(cfg, channels, height, width, variance, spec);
         return small_spec(cfg, height, width, spec, err, err_len);
     }
+    if (strcmp(cfg->model_type, "vqvae") != 0)
+        return set_error(err, err_len, "model.type %s is not built yet (the Gaussian VAE of issue 11); use "
+                         "model.type vqvae", cfg->model_type);
     if (strcmp(cfg->arch, "resnet") != 0)
         return set_error(err, err_len, "model.arch '%s' (model.type %s) is not built; use resnet, small or groupnorm",
                          cfg->arch, cfg->model_type);
