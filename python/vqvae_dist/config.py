@@ -29,7 +29,6 @@ DEFAULTS = {
     'quantizer.decay': 0.99,
     'quantizer.epsilon': 1e-5,
     'quantizer.init': 'auto',
-    'quantizer.groups': 0,
     'vae.latent_dim': 16,
     'vae.kl_weight': 1.0,
     'vae.recon_weight': 1.0,
@@ -37,12 +36,12 @@ DEFAULTS = {
     'data.path': '/usr/share/datasets/fashion-mnist',
     'data.channels': 3,
     'data.image_size': 32,
-    # per architecture when absent: see data_range() and recon_mode()
-    'data.range': None,
-    'loss.recon': None,
+    # auto: per architecture, as the C program resolves it (see data_range())
+    'data.range': 'auto',
 }
 
-# Reconstruction losses: loss.recon -> what it computes (models.recon_loss).
+# Reconstruction losses: recon_mode(cfg) -> what it computes (models.recon_loss); derived from
+# model.arch and model.type exactly as the C program (src/train/model_spec.c), not a config key.
 RECON_MODES = {
     'nmse': 'mean squared error / training-set variance (resnet default)',
     'mse': 'mean squared error (small VQ-VAE and groupnorm default)',
@@ -147,9 +146,8 @@ def arch(cfg):
 
 
 def data_range(cfg):
-    """'unit' ([0, 1]), 'centered' ([-0.5, 0.5]) or 'symmetric' ([-1, 1]); absent or auto (what the
-    C program writes): unit for the small nets, symmetric for groupnorm, else centered, as
-    src/train/model_spec.c's model_data_range."""
+    """data.range with auto resolved as the C program does (src/io/dataset.c, dataset_range_of):
+    centered ([-0.5, 0.5]) for resnet, unit ([0, 1]) for small, symmetric ([-1, 1]) for groupnorm."""
     value = get(cfg, 'data.range')
     if value is None or value == 'auto':
         return {'small': 'unit', 'groupnorm': 'symmetric'}.get(arch(cfg), 'centered')
@@ -157,13 +155,11 @@ def data_range(cfg):
 
 
 def recon_mode(cfg):
-    """loss.recon; absent: sse for a VAE, nmse for resnet, mse for the others."""
-    value = get(cfg, 'loss.recon')
-    if value is None:
-        if model_type(cfg) == 'vae':
-            return 'sse'
-        return 'nmse' if arch(cfg) == 'resnet' else 'mse'
-    return get_choice(cfg, 'loss.recon', tuple(RECON_MODES))
+    """The reconstruction term, as model_spec.c builds it: sse (summed over the batch) for a VAE,
+    nmse (MSE / training variance) for resnet, plain mse for small and groupnorm."""
+    if model_type(cfg) == 'vae':
+        return 'sse'
+    return 'nmse' if arch(cfg) == 'resnet' else 'mse'
 
 
 def image_shape(cfg, attrs=None):

@@ -90,23 +90,19 @@ def load_split(cfg, split='test'):
 
 
 def to_float(images, data_range):
-    """uint8 images -> float32 in [0, 1] (unit), [-0.5, 0.5] (centered) or [-1, 1] (symmetric), rounded
-    as the C program."""
+    """uint8 images -> float32 in [0, 1] (unit), [-0.5, 0.5] (centered) or [-1, 1] (symmetric),
+    rounded as the C program."""
     x = images.astype(np.float32) / np.float32(255.0)
-    if data_range == 'centered':
-        return x - np.float32(0.5)
     if data_range == 'symmetric':
-        return x * np.float32(2.0) - np.float32(1.0)
-    return x
+        return (x - np.float32(0.5)) / np.float32(0.5)
+    return x - np.float32(0.5) if data_range == 'centered' else x
 
 
 def to_unit(x, data_range):
     """Model-space images -> [0, 1] for display."""
-    if data_range == 'centered':
-        x = x + 0.5
-    elif data_range == 'symmetric':
-        x = (x + 1.0) * 0.5
-    return np.clip(x, 0.0, 1.0)
+    if data_range == 'symmetric':
+        return np.clip((x + 1.0) * 0.5, 0.0, 1.0)
+    return np.clip(x + 0.5 if data_range == 'centered' else x, 0.0, 1.0)
 
 
 def data_variance(images):

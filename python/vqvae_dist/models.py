@@ -31,11 +31,7 @@ def _small(cfg, channels):
     widths = C.get_int_list(cfg, 'model.channels')
     model = SmallVQVAE(in_channels=channels, channels=widths, embedding_dim=C.get_int(cfg, 'model.embedding_dim'),
                        **_quantizer_kwargs(cfg))
-    groups = C.get_int(cfg, 'quantizer.groups')
-    if groups and groups != model.groups:
-        raise C.ConfigError(f'quantizer.groups = {groups}, but latent channels {widths[2]} / model.embedding_dim '
-                            f'{model.quantizer.embedding_dim} = {model.groups}')
-    return model
+    return model   # groups derived: latent channels / model.embedding_dim, as the C program
 
 
 def _vae(cfg, channels):
@@ -61,7 +57,7 @@ BUILDERS = {'resnet': _resnet, 'small': _small, 'groupnorm': _groupnorm}
 
 def build_model(cfg, image_shape):
     """The untrained module for a config (nested dict, see config.py) and images (C, H, W). Its
-    `recon_mode` is the config's loss.recon."""
+    `recon_mode` is derived from model.arch and model.type (config.recon_mode)."""
     channels = int(image_shape[0])
     try:
         model = _vae(cfg, channels) if C.model_type(cfg) == 'vae' else BUILDERS[C.arch(cfg)](cfg, channels)

@@ -50,21 +50,46 @@ static const char CIFAR10_FIX[] =
 
 // ---- statistics ----------------------------------------------------------------------------
 
-// Mean and variance of x / 255 - 0.5 over all pixels, from a histogram of the 256 byte values:
+// A byte's value in double, for the statistics. centered keeps the exact expression it always had
+// (the resnet's stored variances stay bit-identical).
+static double range_value(DataRange range, int v) {
+    if (range == RANGE_UNIT) return (double)v / 255.0;
+    if (range == RANGE_SYMMETRIC) return (double)v / 255.0 * 2.0 - 1.0;
+    return (double)v / 255.0 - 0.5;
+}
+
+// Mean and variance of the scaled pixels over all pixels, from a histogram of the 256 byte values:
 // exact counts, then 256 terms in double, so the result does not depend on summation order.
 static void compute_stats(Dataset *ds) {
     int64_t hist[256] = {0};
     size_t n = (size_t)ds->count * (size_t)ds->channels * (size_t)ds->height * (size_t)ds->width;
     for (size_t i = 0; i < n; i++) hist[ds->pixels[i]]++;
     double total = (double)n, mean = 0.0, var = 0.0;
-    for (int v = 0; v < 256; v++) mean += (double)hist[v] * ((double)v / 255.0 - 0.5);
+    for (int v = 0; v < 256; v++) mean += (double)hist[v] * range_value(ds->range, v);
     mean /= total;
     for (int v = 0; v < 256; v++) {
-        double d = (double)v / 255.0 - 0.5 - mean;
+        double d = range_value(ds->range, v) - mean;
         var += (double)hist[v] * d * d;
     }
     ds->mean = mean;
     ds->variance = var / total;  // population variance, like np.var in the reference notebook
+}
+
+DataRange dataset_range_of(const Config *cfg) {
+    const char *r = cfg->data_range;
+    if (strcmp(r, "auto") == 0)
+        return strcmp(cfg->arch, "small") == 0 ? RANGE_UNIT : strcmp(cfg->arch, "groupnorm") == 0 ? RANGE_SYMMETRIC
+                                                                                                  : RANGE_CENTERED;
+    return strcmp(r, "unit") == 0 ? RANGE_UNIT : strcmp(r, "symmetric") == 0 ? RANGE_SYMMETRIC : RANGE_CENTERED;
+}
+
+const char *dataset_range_name(DataRange range) {
+    return range == RANGE_UNIT ? "unit" : range == RANGE_SYMMETRIC ? "symmetric" : "centered";
+}
+
+void dataset_set_range(Dataset *ds, DataRange range) {
+    ds->range = range;
+    compute_stats(ds);
 }
 
 // ---- IDX -----------------------------------------------------------------------------------
@@ -484,7 +509,7 @@ static int load_cifar10_split(const char *dir, DatasetSplit split, Dataset *out,
     return dataset_load_cifar10(split_paths, count, out, err, err_len);
 }
 
-int dataset_load_split(const Config *cfg, DatasetSplit split, Dataset *out, char *err, size_t err_len) {
+static int load_split_centered(const Config *cfg, DatasetSplit split, Dataset *out, char *err, size_t err_len) {
     memset(out, 0, sizeof *out);
     const char *name = cfg->dataset, *dir = config_data_path(cfg);
     if (strcmp(name, "synthetic") == 0) {
@@ -508,6 +533,13 @@ int dataset_load_split(const Config *cfg, DatasetSplit split, Dataset *out, char
         return load_cifar10_split(dir, split, out, err, err_len);
     }
     return set_error(err, err_len, "data.dataset '%s' is not one of fashion_mnist, mnist, cifar10, synthetic", name);
+}
+
+int dataset_load_split(const Config *cfg, DatasetSplit split, Dataset *out, char *err, size_t err_len) {
+    if (load_split_centered(cfg, split, out, err, err_len) != 0) return -1;
+    DataRange range = dataset_range_of(cfg);
+    if (range != RANGE_CENTERED) dataset_set_range(out, range);
+    return 0;
 }
 
 int dataset_load(const Config *cfg, Dataset *train, Dataset *test, char *err, size_t err_len) {
@@ -542,9 +574,13 @@ void dataset_shape(const Config *cfg, int *channels, int *height, int *width) {
 }
 
 void dataset_fill_batch(const Dataset *ds, const int64_t *indices, int n, float *out) {
-    // Same float ops as torchvision's ToTensor (x / 255) then Normalize(0.5, 1) (x - 0.5).
+    // Same float ops as torchvision's ToTensor (x / 255) then Normalize(0.5, 1) (x - 0.5), or
+    // Normalize(0.5, 0.5) ((x - 0.5) / 0.5), or ToTensor alone.
     float scale[256];
-    for (int v = 0; v < 256; v++) scale[v] = (float)v / 255.0f - 0.5f;
+    for (int v = 0; v < 256; v++) {
+        float x = (float)v / 255.0f;
+        scale[v] = ds->range == RANGE_UNIT ? x : ds->range == RANGE_SYMMETRIC ? (x - 0.5f) / 0.5f : x - 0.5f;
+    }
     size_t image = (size_t)ds->channels * ds->height * ds->width;
     for (int i = 0; i < n; i++) {
         CHECK(indices[i] >= 0 && indices[i] < ds->count, "image index %lld outside the dataset of %lld images",

@@ -7,13 +7,19 @@
 
 #include "config.h"
 
+// data.range: what a pixel byte v becomes. centered: v / 255 - 0.5 (the resnet notebook's);
+// unit: v / 255 (ToTensor; the small nets with a Sigmoid output); symmetric: v / 255 * 2 - 1
+// (Normalize(0.5, 0.5); the groupnorm arch).
+typedef enum { RANGE_CENTERED = 0, RANGE_UNIT = 1, RANGE_SYMMETRIC = 2 } DataRange;
+
 typedef struct {
     int64_t count;
     int channels, height, width;
     uint8_t *pixels;     // count x C x H x W, CHW per image, values 0..255
     uint8_t *labels;     // count labels, or NULL
-    double mean;         // of the scaled values (x / 255 - 0.5) over the whole set
-    double variance;     // of the scaled values; the loss divides the MSE by the training set's
+    DataRange range;     // how bytes become floats (dataset_load_split sets it from data.range)
+    double mean;         // of the scaled values (in range) over the whole set
+    double variance;     // of the scaled values; the resnet's loss divides the MSE by the training set's
     char source[CONFIG_STRING_MAX];  // what it was read from, for messages and logs
 } Dataset;
 
@@ -37,6 +43,12 @@ int dataset_load_cifar10(const char *const *paths, int path_count, Dataset *out,
 // function of (seed, index): any rank can make any image.
 void dataset_make_synthetic(uint64_t seed, int64_t count, int channels, int size, Dataset *out);
 
-// out[i] = pixels of image indices[i] scaled to [-0.5, 0.5], NCHW float.
+// data.range resolved: auto is centered for resnet, unit for small, symmetric for groupnorm.
+DataRange dataset_range_of(const Config *cfg);
+const char *dataset_range_name(DataRange range);
+// Switch ds to range and recompute its mean and variance in it.
+void dataset_set_range(Dataset *ds, DataRange range);
+
+// out[i] = pixels of image indices[i] scaled per ds->range, NCHW float.
 void dataset_fill_batch(const Dataset *ds, const int64_t *indices, int n, float *out);
 void dataset_free(Dataset *ds);

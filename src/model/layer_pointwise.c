@@ -135,3 +135,35 @@ const LayerImpl layer_dropout_impl = {
     .name = "dropout", .forward = dropout_forward, .backward = dropout_backward,
     .alias = {ALIAS_EXCLUSIVE}, .inplace_ok = 1,
 };
+
+// ---- sigmoid (the small arch's last decoder layer) ----------------------------------------------
+
+int build_sigmoid(Net *net, const char *name, int x, int inplace) {
+    int layer = net_add_layer(net, LAYER_SIGMOID, name);
+    int y = x;
+    if (!inplace) {
+        const Slot *s = &net->slots[x];
+        y = net_slot(net, name, SLOT_F32, 1, s->ndim, s->dims);
+    }
+    net->layers[layer].count = net->slots[x].count;
+    net_layer_input(net, layer, x);
+    net_layer_output(net, layer, y);
+    return y;
+}
+
+static void sigmoid_forward(Net *net, Layer *L) {
+    net->ctx->ops->sigmoid_forward(net->ctx, L->x[0], L->y, L->count);
+}
+
+// dx = dy y (1 - y) reads only the output, so the sigmoid may overwrite its input.
+static void sigmoid_backward(Net *net, Layer *L) {
+    float *dx = net_grad_target(net, L, 0, L->count);
+    if (!dx) return;
+    net->ctx->ops->sigmoid_backward(net->ctx, L->y, L->dy, dx, L->count);
+    net_grad_commit(net, L, 0, L->count);
+}
+
+const LayerImpl layer_sigmoid_impl = {
+    .name = "sigmoid", .forward = sigmoid_forward, .backward = sigmoid_backward,
+    .alias = {ALIAS_EXCLUSIVE}, .inplace_ok = 1, .reads_output = 1,
+};

@@ -1,5 +1,6 @@
 // layer_quantizer.c: the vector quantizer layer (DESIGN §2): builder helper, forward, backward.
-//   forward:  z [N, D, h, w] -> z_flat [M, D] (channels-last, M = N h w) -> codes = nearest code
+//   forward:  z [N, G D, h, w] -> z_flat [M, D] (channels-last, M = N h w G: at each position the
+//             G D channels are G consecutive code vectors) -> codes = nearest code
 //             -> q_flat = codebook[codes] -> q [N, D, h, w]; the codebook statistics (counts and
 //             per-code sums, for the EMA update and the metrics) and mean((q - z)^2)
 //   backward: straight-through: dz = dq + beta * d mse(z, sg(q)); for vq the codebook gradient of
@@ -9,12 +10,13 @@
 #include "../core/common.h"
 #include "layers.h"
 
-int build_quantize(Net *net, const char *name, int z, int codebook_param, int k, float commitment_cost,
+int build_quantize(Net *net, const char *name, int z, int codebook_param, int k, int d, float commitment_cost,
                    int trainable, int scalars_slot, int latent_mse_scalar) {
     const Slot *zs = &net->slots[z];
-    CHECK(zs->ndim == 4, "quantizer '%s' expects an NCHW latent", name);
-    int n = zs->dims[0], d = zs->dims[1], hw = zs->dims[2] * zs->dims[3];
-    int m = n * hw;
+    CHECK(zs->ndim == 4 && d > 0 && zs->dims[1] % d == 0, "quantizer '%s' expects an NCHW latent whose channels "
+          "divide into code vectors of %d dims", name, d);
+    int n = zs->dims[0], groups = zs->dims[1] / d, hw = zs->dims[2] * zs->dims[3];
+    int m = n * hw * groups;
     char aux[NET_NAME_MAX];
     int flat_dims[2] = {m, d}, code_dims[1] = {m}, stat_dims[1] = {k + k * d};
     snprintf(aux, sizeof aux, "%s.z_flat", name);
@@ -33,7 +35,7 @@ int build_quantize(Net *net, const char *name, int z, int codebook_param, int k,
     L->param[0] = codebook_param;
     L->scalars_slot = scalars_slot;
     L->quant = (QuantizeArgs){.codes = codes, .z_flat = z_flat, .q_flat = q_flat, .stats = stats,
-                              .latent_mse_scalar = latent_mse_scalar, .k = k, .d = d, .m = m, .hw = hw,
+                              .latent_mse_scalar = latent_mse_scalar, .k = k, .d = d, .m = m, .hw = hw, .groups = groups,
                               .commitment_cost = commitment_cost, .trainable_codebook = trainable};
     int own[4] = {z_flat, codes, q_flat, stats};
     for (int s = 0; s < 4; s++) net->slots[own[s]].producer = layer;
@@ -58,7 +60,8 @@ static size_t quantize_prepare(Net *net, Layer *L) {
 
 void quantize_flatten(Net *net, Layer *L) {
     const QuantizeArgs *a = &L->quant;
-    net->ctx->ops->nchw_to_nhwc(net->ctx, L->x[0], slot_f32(net, a->z_flat), a->m / a->hw, a->d, a->hw);
+    int images = a->m / (a->hw * a->groups);
+    net->ctx->ops->nchw_to_nhwc(net->ctx, L->x[0], slot_f32(net, a->z_flat), images, a->d * a->groups, a->hw);
 }
 
 // Pretraining: the decoder sees z itself; no codes are chosen, so the statistics and the latent
@@ -84,7 +87,7 @@ static void quantize_forward(Net *net, Layer *L) {
     quantize_flatten(net, L);
     ops->vq_nearest(ctx, z_flat, L->w[0], a->m, a->k, a->d, codes);
     ops->vq_gather(ctx, L->w[0], codes, a->m, a->d, q_flat);
-    ops->nhwc_to_nchw(ctx, q_flat, L->y, a->m / a->hw, a->d, a->hw);
+    ops->nhwc_to_nchw(ctx, q_flat, L->y, a->m / (a->hw * a->groups), a->d * a->groups, a->hw);
     ops->vq_code_stats(ctx, z_flat, codes, a->m, a->k, a->d, stats, stats + a->k);
     ops->mse_forward(ctx, L->y, L->x[0], (size_t)a->m * a->d, slot_f32(net, L->scalars_slot) + a->latent_mse_scalar);
 }

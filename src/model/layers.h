@@ -34,13 +34,14 @@ int build_relu(Net *net, const char *name, int x, int inplace);
 int build_add_inplace(Net *net, const char *name, int a, int b);
 // weight * mean((x_hat - target)^2) into scalars[scalar].
 void build_mse_loss(Net *net, const char *name, int x_hat, int target, float weight, int scalars_slot, int scalar);
-// The vector quantizer on z [N, D, h, w]: nearest of the K codes (codebook_param, [K, D]) for each
-// of the N h w latents; writes the codebook statistics [counts K | sums K x D] into an aux slot and
+// The vector quantizer on z [N, G D, h, w]: nearest of the K codes (codebook_param, [K, D]) for
+// each of the N h w G latents (G = groups consecutive channel slices of D at every position: the
+// channels-last view, PyTorch's z.permute(0, 2, 3, 1).reshape(-1, D)); writes the codebook statistics [counts K | sums K x D] into an aux slot and
 // mean((q - z)^2) into scalars[latent_mse_scalar]. trainable: the codebook gets the codebook-loss
 // gradient (vq); otherwise it is updated by EMA outside the backward pass.
-int build_quantize(Net *net, const char *name, int z, int codebook_param, int k, float commitment_cost,
+int build_quantize(Net *net, const char *name, int z, int codebook_param, int k, int d, float commitment_cost,
                    int trainable, int scalars_slot, int latent_mse_scalar);
-// The quantizer's own slots, for the model: [M] codes, [M, D] z channels-last, [K + K D] statistics.
+// The quantizer's own slots, for the model: [M] codes, [M, D] z channels-last (M = N h w G), [K + K D] statistics.
 void quantize_aux_slots(const Net *net, int layer, int *codes, int *z_flat, int *stats);
 // Only the first half of the quantizer's forward: z channels-last into its z_flat slot.
 void quantize_flatten(Net *net, Layer *L);
@@ -67,3 +68,12 @@ int build_linear_1x1(Net *net, const char *prefix, int x, int out);
 // diffusers' Attention of a mid block on x [N, C, h, w]: prefix.group_norm, prefix.to_q / to_k /
 // to_v, single-head softmax(q^T k / sqrt(C)) v over the h w positions, prefix.to_out.0, plus x.
 int build_attention_block(Net *net, const char *prefix, int x, int groups, float eps);
+
+// ---- the small arch's layers (layer_pointwise.c, layer_linear.c) ------------------------------
+extern const LayerImpl layer_sigmoid_impl, layer_linear_impl;
+
+// Sigmoid of x; inplace = 1 writes over x (its backward reads only the output).
+int build_sigmoid(Net *net, const char *name, int x, int inplace);
+// nn.Linear(in, out) on x [N, ...] read as [N, in] (in = elements per sample): prefix.weight
+// [out, in], prefix.bias [out]; the output slot is [N, out, 1, 1].
+int build_linear(Net *net, const char *prefix, int x, int out);

@@ -9,7 +9,8 @@
 
 // The arch builders, picked once by the spec's arch.
 typedef void (*ArchBuilder)(Model *m);
-static const ArchBuilder BUILDERS[] = {[ARCH_RESNET] = arch_resnet_build, [ARCH_GROUPNORM] = arch_groupnorm_build};
+static const ArchBuilder BUILDERS[] = {
+    [ARCH_RESNET] = arch_resnet_build, [ARCH_SMALL] = arch_small_build, [ARCH_GROUPNORM] = arch_groupnorm_build};
 
 static float *alloc_floats(Model *m, size_t count) {
     return (float *)m->ctx->ops->alloc(m->ctx, count * sizeof(float));
@@ -29,9 +30,9 @@ int model_add_quantizer(Model *m, int z, const char *codebook_key, const char *e
         m->ema_size_entry = net_param_index(&m->registry, ema_size_key);
         m->ema_w_entry = net_param_index(&m->registry, ema_w_key);
     }
-    CHECK(m->net.slots[z].dims[1] == d, "the quantizer's input has %d channels, the codebook %d dims",
-          m->net.slots[z].dims[1], d);
-    int q = build_quantize(&m->net, "quantizer", z, m->codebook_entry, k, sp->commitment_cost, vq, m->scalars_slot,
+    CHECK(m->net.slots[z].dims[1] == d * (sp->groups > 0 ? sp->groups : 1), "the quantizer's input has %d "
+          "channels, the codebook %d dims and %d groups", m->net.slots[z].dims[1], d, sp->groups);
+    int q = build_quantize(&m->net, "quantizer", z, m->codebook_entry, k, d, sp->commitment_cost, vq, m->scalars_slot,
                            SCALAR_LATENT_MSE);
     m->quant_layer = m->net.layer_count - 1;
     return q;
@@ -97,7 +98,7 @@ void model_free(Model *m) {
     memset(m, 0, sizeof *m);
 }
 
-int model_latent_count(const Model *m) { return m->spec.batch * m->latent_height * m->latent_width; }
+int model_latent_count(const Model *m) { return m->net.layers[m->quant_layer].quant.m; }
 
 size_t model_input_count(const Model *m) {
     return (size_t)m->spec.batch * m->spec.in_channels * m->spec.height * m->spec.width;

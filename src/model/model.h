@@ -94,3 +94,6 @@ void arch_groupnorm_build(Model *m);
 void model_set_random(Model *m, uint64_t seed, const int32_t *step, int64_t first_sample);
 // training = 0: dropout is the identity (evaluation, reconstruction); 1 (the default) for steps.
 void model_set_training(Model *m, int training);
+
+// ---- the small arch (arch_small.c): the classic MNIST VQ-VAE with grouped codes ----------------
+void arch_small_build(Model *m);

@@ -16,6 +16,8 @@ static const LayerImpl *const IMPLS[LAYER_KIND_COUNT] = {
     [LAYER_GROUPNORM] = &layer_groupnorm_impl, [LAYER_SILU] = &layer_silu_impl,
     [LAYER_DROPOUT] = &layer_dropout_impl,     [LAYER_UPSAMPLE] = &layer_upsample_impl,
     [LAYER_PAD] = &layer_pad_impl,             [LAYER_ATTENTION] = &layer_attention_impl,
+    // the small arch's kinds
+    [LAYER_SIGMOID] = &layer_sigmoid_impl,     [LAYER_LINEAR] = &layer_linear_impl,
 };
 
 const LayerImpl *layer_impl(LayerKind kind) {

@@ -29,6 +29,9 @@ typedef enum {
     LAYER_UPSAMPLE,   // nearest x2 (layer_resample.c)
     LAYER_PAD,        // zero padding top/bottom/left/right (layer_resample.c)
     LAYER_ATTENTION,  // single-head softmax(q^T k scale) v over the h w positions (layer_attention.c)
+    // ---- the small arch's kinds (arch_small.c) ----
+    LAYER_SIGMOID,    // y = 1 / (1 + exp(-x)), may run in place (layer_pointwise.c)
+    LAYER_LINEAR,     // nn.Linear on [N, in] samples (layer_linear.c)
     LAYER_KIND_COUNT
 } LayerKind;
 
@@ -58,7 +61,8 @@ typedef struct {
 typedef struct {
     int codes, z_flat, q_flat, stats;   // aux slots: [M] codes, [M, D] z and q channels-last, [K + K D]
     int latent_mse_scalar;              // index into the scalars slot
-    int k, d, m, hw;                    // codes, dims, latents (= batch * hw), latent positions per image
+    int k, d, m, hw;                    // codes, dims, latents (= batch * hw * groups), positions per image
+    int groups;                         // code vectors per position: the latent has groups * d channels
     float commitment_cost;
     int trainable_codebook;             // vq: the codebook learns by gradient
     int bypass;                         // encoder pretraining: q = z, no codes, no quantizer loss

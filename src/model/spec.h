@@ -3,7 +3,7 @@
 // the model never reads config strings and never branches on them after the build.
 #pragma once
 
-typedef enum { ARCH_RESNET = 0, ARCH_GROUPNORM = 2 } ArchKind;   // 1: kept for arch small
+typedef enum { ARCH_RESNET = 0, ARCH_SMALL = 1, ARCH_GROUPNORM = 2 } ArchKind;
 
 enum { GN_MAX_BLOCKS = 8 };
 
@@ -35,10 +35,13 @@ typedef struct {
     float gn_dropout;                   // in every ResnetBlock2D (training only)
     int gn_mid_attention;               // the mid blocks' self-attention
     int gn_latent_channels;             // encoder output / decoder input channels
+    // arch small (the classic MNIST VQ-VAE, arch_small.c)
+    int small_channels[3];              // model.channels: the three encoder convs' widths
     // quantizer
     QuantizerKind quantizer;
     int num_embeddings;                 // K
     int embedding_dim;                  // D
+    int groups;                         // code vectors per latent position: latent channels / D (derived)
     float commitment_cost;              // beta
     float decay, epsilon;               // EMA only
     CodebookInit codebook_init;

@@ -145,6 +145,12 @@ static float *reconstruct_images(Session *s, const Dataset *test, int count) {
     return grid;
 }
 
+// The PNG writer reads [-0.5, 0.5]: bring the other data ranges there.
+static void grid_to_centered(float *grid, size_t n, DataRange range) {
+    for (size_t i = 0; i < n && range != RANGE_CENTERED; i++)
+        grid[i] = range == RANGE_UNIT ? grid[i] - 0.5f : grid[i] * 0.5f;
+}
+
 int command_reconstruct(const CliArgs *args, Dist *dist) {
     TileGrid tiles = tile_grid_plan(args, 2, 16, "test images and their reconstructions");
     Session s;
@@ -155,6 +161,7 @@ int command_reconstruct(const CliArgs *args, Dist *dist) {
     tile_grid_fit(&tiles, args, test.count, sp->height, sp->width);
     int count = tiles.count;
     float *grid = reconstruct_images(&s, &test, count);
+    grid_to_centered(grid, (size_t)2 * count * sp->in_channels * sp->height * sp->width, test.range);
     int rc = EXIT_OK;
     if (dist->rank == 0) {
         char err[512];

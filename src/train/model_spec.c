@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../core/common.h"
+#include "../io/dataset.h"
 
 static CodebookInit codebook_init_of(const Config *cfg) {
     if (strcmp(cfg->codebook_init, "uniform") == 0) return CODEBOOK_INIT_UNIFORM;
@@ -54,10 +55,34 @@ static int groupnorm_spec(const Config *cfg, int height, int width, ModelSpec *s
     return 0;
 }
 
-const char *model_data_range(const Config *cfg) {
-    if (strcmp(cfg->data_range, "auto") != 0) return cfg->data_range;
-    return strcmp(cfg->arch, "groupnorm") == 0 ? "symmetric" : strcmp(cfg->arch, "small") == 0 ? "unit" : "centered";
+// ---- the small arch ------------------------------------------------------------------------------
+
+// Two k3 s2 p1 convs quarter the size and the k7 conv needs at least 7x7 left; the decoder's
+// output_padding 1 gives back exactly 4x, so the size must be a multiple of 4. The groups are
+// derived: latent channels (model.channels[2]) / model.embedding_dim.
+static int small_spec(const Config *cfg, int height, int width, ModelSpec *spec, char *err, size_t err_len) {
+    const ConfigIntList *ch = &cfg->channels;
+    if (ch->count != 3)
+        return set_error(err, err_len, "model.channels has %d entries; model.arch small needs the three encoder "
+                         "conv widths, e.g. [16, 32, 64]", ch->count);
+    if (height % 4 != 0 || width % 4 != 0 || height < 28 || width < 28)
+        return set_error(err, err_len, "the images are %dx%d, but model.arch small needs height and width "
+                         "multiples of 4 and at least 28 (two stride-2 convs, then a 7x7 conv)", height, width);
+    if (ch->values[2] % cfg->embedding_dim != 0)
+        return set_error(err, err_len, "model.channels[2] = %d latent channels are not a multiple of "
+                         "model.embedding_dim = %d (every latent position holds channels / embedding_dim code "
+                         "vectors); change one of the two", ch->values[2], cfg->embedding_dim);
+    if (cfg->in_channels != 0 && cfg->in_channels != spec->in_channels)
+        return set_error(err, err_len, "model.in_channels is %d, but the images have %d channels; set it to 0 (the "
+                         "data's) or to %d", cfg->in_channels, spec->in_channels, spec->in_channels);
+    spec->arch = ARCH_SMALL;
+    for (int i = 0; i < 3; i++) spec->small_channels[i] = ch->values[i];
+    spec->groups = ch->values[2] / cfg->embedding_dim;
+    spec->recon_weight = 1.0f;   // the blog's loss: plain MSE(recon, x) + the quantizer loss
+    return 0;
 }
+
+const char *model_data_range(const Config *cfg) { return dataset_range_name(dataset_range_of(cfg)); }
 
 // ---- every arch ---------------------------------------------------------------------------------
 
@@ -70,6 +95,7 @@ static void common_spec(const Config *cfg, int channels, int height, int width, 
     spec->quantizer = strcmp(cfg->quantizer, "ema") == 0 ? QUANTIZER_EMA : QUANTIZER_VQ;
     spec->num_embeddings = cfg->num_embeddings;
     spec->embedding_dim = cfg->embedding_dim;
+    spec->groups = 1;
     spec->commitment_cost = cfg->commitment_cost;
     spec->decay = cfg->decay;
     spec->epsilon = cfg->epsilon;
@@ -84,8 +110,15 @@ int model_spec_from_config(const Config *cfg, int channels, int height, int widt
         common_spec(cfg, channels, height, width, variance, spec);
         return groupnorm_spec(cfg, height, width, spec, err, err_len);
     }
+    if (strcmp(cfg->arch, "small") == 0 && strcmp(cfg->model_type, "vqvae") == 0) {
+        common_spec(cfg, channels, height, width, variance, spec);
+        return small_spec(cfg, height, width, spec, err, err_len);
+    }
+    if (strcmp(cfg->model_type, "vqvae") != 0)
+        return set_error(err, err_len, "model.type %s is not built yet (the Gaussian VAE of issue 11); use "
+                         "model.type vqvae", cfg->model_type);
     if (strcmp(cfg->arch, "resnet") != 0)
-        return set_error(err, err_len, "model.arch '%s' (model.type %s) is not built; use resnet or groupnorm",
+        return set_error(err, err_len, "model.arch '%s' (model.type %s) is not built; use resnet, small or groupnorm",
                          cfg->arch, cfg->model_type);
     if (height != width)
         return set_error(err, err_len, "the images are %dx%d, but model.arch resnet needs square images", height, width);

@@ -56,17 +56,22 @@ train() {
 ckpt() { printf '%s/ckpt_%08d.h5' "$1" "$2"; }
 
 GROUPNORM=(model.arch=groupnorm "model.block_out_channels=[8, 16]" model.norm_num_groups=4 model.dropout=0.1)
-# label: the quantizer and, for gn-*, the groupnorm overrides
-for q in ema vq gn-ema gn-vq; do
+# model.arch small: 28x28 images, 8 grouped codes per image
+SMALL=(model.arch=small data.channels=1 data.image_size=28 quantizer.num_embeddings=16)
+# label: the quantizer and, for gn-* / sm-*, the groupnorm / small overrides
+for q in ema vq gn-ema gn-vq sm-ema sm-vq; do
     arch=() STEPS=50
-    [ "${q#gn-}" != "$q" ] && arch=("${GROUPNORM[@]}") STEPS=$GN_STEPS
-    echo "=== $q: quantizer.type=${q#gn-} ${arch[*]}"
+    case $q in
+    gn-*) arch=("${GROUPNORM[@]}") STEPS=$GN_STEPS ;;
+    sm-*) arch=("${SMALL[@]}") ;;
+    esac
+    echo "=== $q: quantizer.type=${q#*-} ${arch[*]}"
     for np in 1 2 4; do
         verify=()
         [ "$np" -gt 1 ] && verify=(dist.verify_every=10)
-        train "$np" 1 "$WORK/$q-1-np$np" "$WORK/$q-1-np$np.log" quantizer.type=${q#gn-} "${arch[@]}" "${verify[@]}"
+        train "$np" 1 "$WORK/$q-1-np$np" "$WORK/$q-1-np$np.log" quantizer.type=${q#*-} "${arch[@]}" "${verify[@]}"
         check "$q np=$np: one step runs" [ $? -eq 0 ]
-        train "$np" $STEPS "$WORK/$q-$STEPS-np$np" "$WORK/$q-$STEPS-np$np.log" quantizer.type=${q#gn-} "${arch[@]}" "${verify[@]}"
+        train "$np" $STEPS "$WORK/$q-$STEPS-np$np" "$WORK/$q-$STEPS-np$np.log" quantizer.type=${q#*-} "${arch[@]}" "${verify[@]}"
         check "$q np=$np: $STEPS steps run" [ $? -eq 0 ]
         check "$q np=$np: final checkpoint written" test -s "$(ckpt "$WORK/$q-$STEPS-np$np" $STEPS)"
     done

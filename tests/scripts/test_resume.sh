@@ -6,10 +6,15 @@
 source "$(dirname "$0")/lib/common.sh"
 common=(--config "$SMOKE" train.steps=24 log.every=4 checkpoint.every=8 checkpoint.keep=5)
 GROUPNORM=(model.arch=groupnorm "model.block_out_channels=[8, 16]" model.norm_num_groups=4 model.dropout=0.2)
-for q in ema vq gn-ema; do
+# The sm-* cases: model.arch small (grouped codes, 28x28 images).
+SMALL=(model.arch=small data.channels=1 data.image_size=28 quantizer.num_embeddings=16)
+for q in ema vq gn-ema sm-ema sm-vq; do
     arch=()
-    [ "${q#gn-}" != "$q" ] && arch=("${GROUPNORM[@]}")
-    run=("${common[@]}" quantizer.type=${q#gn-} "${arch[@]}")
+    case $q in
+    gn-*) arch=("${GROUPNORM[@]}") ;;
+    sm-*) arch=("${SMALL[@]}") ;;
+    esac
+    run=("${common[@]}" quantizer.type=${q#*-} "${arch[@]}")
     "$VQVAE_BIN" train "${run[@]}" checkpoint.dir="$WORK/$q-full" >"$WORK/full.log" 2>&1
     check "$q: full run" [ $? -eq 0 ]
     "$VQVAE_BIN" train "${run[@]}" train.steps=10 checkpoint.dir="$WORK/$q-part" >"$WORK/p1.log" 2>&1

@@ -55,13 +55,20 @@ GROUPNORM = ['model.arch=groupnorm', 'model.block_out_channels=[8, 16]', 'model.
 GROUPNORM_2 = ['model.arch=groupnorm', 'model.block_out_channels=[4, 8, 8]', 'model.norm_num_groups=2',
                'model.layers_per_block=2', 'model.mid_attention=false', 'model.latent_channels=4',
                'data.channels=1', 'train.batch_size=4', 'train.weight_decay=0.01']
+# model.arch small (the classic MNIST VQ-VAE): 28x28 images, grouped codes (64 / 8 = 8 per position);
+# then narrower convs, 32x32 images (a 2x2 latent), two groups, three channels and weight decay
+SMALL = ['model.arch=small', 'data.channels=1', 'data.image_size=28', 'quantizer.num_embeddings=16']
+SMALL_2 = ['model.arch=small', 'model.channels=[4, 8, 16]', 'data.image_size=32', 'train.batch_size=4',
+           'train.weight_decay=0.01']
 CASES = [('ema', 'ema', []), ('vq', 'vq', []), ('ema-2', 'ema', SECOND), ('vq-2', 'vq', SECOND),
          ('gn-ema', 'ema', GROUPNORM), ('gn-vq', 'vq', GROUPNORM), ('gn-ema-2', 'ema', GROUPNORM_2),
-         ('gn-vq-2', 'vq', GROUPNORM_2), ('gn-vq-dropout', 'vq', GROUPNORM + ['model.dropout=0.2'])]
+         ('gn-vq-2', 'vq', GROUPNORM_2), ('gn-vq-dropout', 'vq', GROUPNORM + ['model.dropout=0.2']),
+         ('small-ema', 'ema', SMALL), ('small-vq', 'vq', SMALL), ('small-vq-2', 'vq', SMALL_2),
+         ('small-ema-2', 'ema', SMALL_2)]
 # the reconstruction term per arch: the notebook's MSE / data variance, VQModel's plain MSE
-RECON_MODE = {'resnet': 'nmse', 'groupnorm': 'mse'}
+RECON_MODE = {'resnet': 'nmse', 'groupnorm': 'mse', 'small': 'mse'}
 # the bound of |pixel| per arch (data.range auto: centered [-0.5, 0.5]; symmetric [-1, 1] for groupnorm)
-PIXEL_BOUND = {'resnet': 0.5, 'groupnorm': 1.0}
+PIXEL_BOUND = {'resnet': 0.5, 'groupnorm': 1.0, 'small': 1.0}
 
 RESULTS = {'passed': 0, 'failed': 0}
 WORST = []  # (case, category, key, rel err) for the summary
@@ -294,7 +301,10 @@ def main():
         print(f'FAIL: VQVAE_BIN={binary!r} is not an executable file: build vqvae_dist (ctest sets VQVAE_BIN to '
               'it), or set VQVAE_BIN=tests/reference/fake_debug_step.py to test this test')
         return 1
+    only = os.environ.get('VQ_PARITY_CASES')   # a comma-separated subset, for a quick local run
     for case, quantizer, extra in CASES:
+        if only and case not in only.split(','):
+            continue
         run_case(binary, source_dir, case, quantizer, extra)
     summary()
     print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")

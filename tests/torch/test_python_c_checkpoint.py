@@ -88,12 +88,12 @@ def test_reconstruct_matches(state):
     model, cfg = state['model'], state['cfg']
     tiles = png_tiles(out, 2 * COUNT, 28, 28)
     images, _ = vdata.load_split(cfg, 'test')
-    x = vdata.to_float(images[:COUNT], 'centered')
+    x = vdata.to_float(images[:COUNT], vcfg.data_range(cfg))
     check(f'{state["name"]}: reconstruct PNG: the originals = the Python reader\'s test images, byte for byte',
           np.array_equal(tiles[:COUNT], images[:COUNT, 0]))
     with torch.no_grad():
         recon = model(torch.from_numpy(x))[1].numpy()[:, 0]
-    scaled = np.clip(recon + np.float32(0.5), 0, 1).astype(np.float32) * np.float32(255) + np.float32(0.5)
+    scaled = vdata.to_unit(recon, vcfg.data_range(cfg)).astype(np.float32) * np.float32(255) + np.float32(0.5)
     want = scaled.astype(np.uint8)
     differ = want != tiles[COUNT:]
     near_boundary = np.abs(scaled - np.round(scaled)) <= 255 * TOL
@@ -115,8 +115,12 @@ def main():
         # data.range centered for groupnorm too: the reconstruct check below reads [-0.5, 0.5] images
         groupnorm = ['model.arch=groupnorm', 'model.block_out_channels=[8, 16]', 'model.norm_num_groups=4',
                      'model.dropout=0.1', 'data.range=centered']
+        # model.arch small: pixels in [0, 1] (data.range auto = unit), 8 grouped codes per image; a larger lr so
+        # that 10 steps leave the Sigmoid output far from constant
+        small = ['model.arch=small', 'quantizer.num_embeddings=16', 'model.embedding_dim=8', 'train.lr=0.01']
         for name, quantizer, arch, extra in (('ema', 'ema', 'resnet', []), ('vq', 'vq', 'resnet', []),
-                                             ('gn-ema', 'ema', 'groupnorm', groupnorm)):
+                                             ('gn-ema', 'ema', 'groupnorm', groupnorm),
+                                             ('sm-vq', 'vq', 'small', small), ('sm-ema', 'ema', 'small', small)):
             run_dir = os.path.join(tmp, name)
             ckpt = train_tiny_run(state['bin'], run_dir, steps=10, extra=[f'quantizer.type={quantizer}'] + extra)
             case = dict(state, name=name, arch=arch, run=run_dir, ckpt=ckpt)
