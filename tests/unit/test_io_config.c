@@ -153,6 +153,10 @@ static void test_presets(TestCounts *c, const char *source_dir) {
     EXPECT(c, strcmp(cfg.dataset, "fashion_mnist") == 0 && strcmp(cfg.data_path, "/usr/share/datasets/fashion-mnist") == 0 &&
                   strcmp(cfg.checkpoint_dir, "runs/fashion_mnist") == 0,
            "fashion_mnist: %s %s %s", cfg.dataset, cfg.data_path, cfg.checkpoint_dir);
+    // The quickstart's codebook settings are the winner of docs/CODEBOOK.md's table.
+    EXPECT(c, strcmp(cfg.codebook_init, "kmeans") == 0 && cfg.pretrain_steps == 200 && cfg.dead_code_threshold == 1.0f,
+           "fashion_mnist codebook: init %s, pretrain_steps %lld, dead_code_threshold %g (docs/CODEBOOK.md)",
+           cfg.codebook_init, (long long)cfg.pretrain_steps, cfg.dead_code_threshold);
 
     snprintf(path, sizeof path, "%s/smoke.yaml", dir);
     EXPECT(c, config_load_file(&cfg, path, err, sizeof err) == 0, "%s", err);
