@@ -43,6 +43,7 @@ typedef struct {
     // What the run trained on; NaN / 0 = unknown (files written before these were stored).
     double data_variance;
     int image_channels, image_height, image_width;
+    int codebook_restarts;  // dead codes restarted so far (quantizer.dead_code_threshold); 0 = none or unknown
     // Read only (written from the clock and this program's version).
     char created[32];
     char program_version[32];

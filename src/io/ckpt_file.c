@@ -34,6 +34,7 @@ static const MetaField ROOT_FIELDS[] = {
     {"image_channels", CKPT_ATTR_INT, META(image_channels), 1},
     {"image_height", CKPT_ATTR_INT, META(image_height), 1},
     {"image_width", CKPT_ATTR_INT, META(image_width), 1},
+    {"codebook_restarts", CKPT_ATTR_INT, META(codebook_restarts), 1},
 };
 
 static const MetaField OPTIM_FIELDS[] = {

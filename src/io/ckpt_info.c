@@ -217,6 +217,7 @@ static void print_meta(const CheckpointMeta *m, const char *path) {
                m->image_width);
     else
         printf("image            (unknown: not stored by the program that wrote it)\n");
+    if (m->codebook_restarts > 0) printf("codebook_restarts %d (dead codes restarted so far)\n", m->codebook_restarts);
     printf("created          %s\n", m->created);
     printf("program_version  %s\n", m->program_version);
     if (m->has_optim)

@@ -39,6 +39,7 @@ void state_fill_meta(const Session *s, const TrainState *st, CheckpointMeta *met
     meta->image_channels = spec->in_channels;
     meta->image_height = spec->height;
     meta->image_width = spec->width;
+    meta->codebook_restarts = st->state_host.restarts;
     meta->adam_step = st->state_host.adam_steps;
     meta->lr = cfg->lr;
     meta->beta1 = cfg->beta1;
@@ -139,6 +140,7 @@ static int load_on_rank0(const Config *cfg, const char *resume, CheckpointState 
 static void apply_meta(Session *s, TrainState *st, const CheckpointMeta *meta) {
     st->step = meta->step;
     st->state_host.adam_steps = (int32_t)meta->adam_step;
+    st->state_host.restarts = meta->codebook_restarts > 0 ? meta->codebook_restarts : 0;   // the log's count goes on
     st->samples_seen = meta->samples_seen;
     st->position.epoch = meta->epoch;
     st->position.offset = meta->epoch_offset;

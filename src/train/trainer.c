@@ -245,6 +245,8 @@ static void log_progress(Trainer *t) {
 static void run_eval(Trainer *t) {
     double t0 = wall_time_seconds();
     StepMetrics sm = evaluate(&t->s, &t->test_set, t->s.cfg.eval_batches);
+    train_state_sync(&t->st, &t->s);
+    sm.restarts = t->st.state_host.restarts;   // the training's count, as on the train lines
     log_info("eval  step %lld | test nmse %.5f | recon mse %.6f | perplexity %.1f | usage %.3f | %lld images | %.1fs",
              (long long)t->st.step, sm.nmse, sm.recon_mse, sm.perplexity, sm.usage, (long long)sm.images,
              wall_time_seconds() - t0);

@@ -153,6 +153,10 @@ static void test_presets(TestCounts *c, const char *source_dir) {
     EXPECT(c, strcmp(cfg.dataset, "fashion_mnist") == 0 && strcmp(cfg.data_path, "/usr/share/datasets/fashion-mnist") == 0 &&
                   strcmp(cfg.checkpoint_dir, "runs/fashion_mnist") == 0,
            "fashion_mnist: %s %s %s", cfg.dataset, cfg.data_path, cfg.checkpoint_dir);
+    // The quickstart's codebook settings are the winner of docs/CODEBOOK.md's table.
+    EXPECT(c, strcmp(cfg.codebook_init, "kmeans") == 0 && cfg.pretrain_steps == 200 && cfg.dead_code_threshold == 1.0f,
+           "fashion_mnist codebook: init %s, pretrain_steps %lld, dead_code_threshold %g (docs/CODEBOOK.md)",
+           cfg.codebook_init, (long long)cfg.pretrain_steps, cfg.dead_code_threshold);
 
     snprintf(path, sizeof path, "%s/smoke.yaml", dir);
     EXPECT(c, config_load_file(&cfg, path, err, sizeof err) == 0, "%s", err);
@@ -439,6 +443,16 @@ static void test_bad_overrides(TestCounts *c) {
         {long_value, "data.path is too long (512 bytes, at most 511)", NULL},
         // Found by fuzz_config: a stored config must read back, and YAML is UTF-8.
         {"data.path=/d/\xf3\xf3", "data.path must be UTF-8 text; byte 3 (0xf3) is not", NULL},
+        // The codebook keys (docs/CODEBOOK.md).
+        {"quantizer.kmeans_samples=-1", "quantizer.kmeans_samples must be >= 0, got -1", NULL},
+        {"quantizer.kmeans_samples=1.5", "quantizer.kmeans_samples must be an integer, got '1.5'", NULL},
+        {"quantizer.kmeans_iters=-2", "quantizer.kmeans_iters must be >= 0, got -2", NULL},
+        {"quantizer.kmeans_iters=10001", "quantizer.kmeans_iters must be <= 10000, got 10001", NULL},
+        {"quantizer.dead_code_threshold=-0.5", "quantizer.dead_code_threshold must be >= 0, got -0.5", NULL},
+        {"quantizer.dead_code_threshold=inf", "quantizer.dead_code_threshold must be a finite number", NULL},
+        {"train.pretrain_steps=-3", "train.pretrain_steps must be >= 0, got -3", NULL},
+        {"quantizer.init=kmean", "quantizer.init must be one of [auto, data, uniform, normal, kmeans]",
+         "did you mean 'kmeans'?"},
     };
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
         Config cfg, before;
@@ -460,6 +474,9 @@ static void zero_keep(Config *c) { c->checkpoint_keep = 0; }
 static void arch_unet(Config *c) { snprintf(c->arch, sizeof c->arch, "unet"); }
 static void no_channels(Config *c) { c->channels.count = 0; }
 static void lr_nan(Config *c) { c->lr = NAN; }
+static void negative_samples(Config *c) { c->kmeans_samples = -1; }
+static void negative_threshold(Config *c) { c->dead_code_threshold = -1.0f; }
+static void negative_pretrain(Config *c) { c->pretrain_steps = -1; }
 
 static void test_validate(TestCounts *c) {
     struct { const char *sets[3]; void (*mutate)(Config *); const char *want; } cases[] = {
@@ -477,6 +494,18 @@ static void test_validate(TestCounts *c) {
         {{NULL}, arch_unet, "model.arch must be one of [resnet, small, groupnorm], got 'unet'"},
         {{NULL}, no_channels, "model.channels must have 1 to 8 elements, got 0"},
         {{NULL}, lr_nan, "train.lr must be a finite number"},
+        // The codebook keys across keys (docs/CODEBOOK.md), each with its hint.
+        {{"quantizer.type=vq", "quantizer.dead_code_threshold=1"}, NULL,
+         "quantizer.dead_code_threshold (1) compares EMA cluster sizes, so it needs quantizer.type ema (got vq); set "
+         "it to 0 or use ema"},
+        {{"quantizer.init=kmeans", "quantizer.kmeans_samples=511"}, NULL,
+         "quantizer.kmeans_samples (511) must be at least quantizer.num_embeddings (512): k-means needs a sample per "
+         "code; use 0 for 64 per code"},
+        {{"train.steps=100", "train.pretrain_steps=100"}, NULL,
+         "train.pretrain_steps (100) must be less than train.steps (100), or nothing is ever quantized"},
+        {{NULL}, negative_samples, "quantizer.kmeans_samples must be >= 0, got -1"},
+        {{NULL}, negative_threshold, "quantizer.dead_code_threshold must be >= 0, got -1"},
+        {{NULL}, negative_pretrain, "train.pretrain_steps must be >= 0, got -1"},
     };
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
         Config cfg;
@@ -494,8 +523,11 @@ static void test_validate(TestCounts *c) {
         {"model.num_hiddens=126"}, {"data.dataset=synthetic", "data.image_size=28"},
         {"data.dataset=synthetic", "data.synthetic_count=8", "train.batch_size=8"},
         {"dist.backend=nccl", "train.device=cuda"}, {"data.dataset=synthetic", "data.path="},
+        {"quantizer.type=vq", "quantizer.dead_code_threshold=0"}, {"quantizer.dead_code_threshold=1"},
+        {"quantizer.init=kmeans", "quantizer.kmeans_samples=512"}, {"quantizer.type=vq", "quantizer.init=kmeans"},
+        {"train.steps=100", "train.pretrain_steps=99"},
     };
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < (int)(sizeof fine / sizeof fine[0]); i++) {
         Config cfg;
         config_defaults(&cfg);
         char err[ERR_LEN] = "";
