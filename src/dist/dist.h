@@ -58,6 +58,10 @@ void dist_finalize(Dist *d);
 // End every rank of the job now (ncclCommAbort, then MPI_Abort when world > 1); exits with code.
 __attribute__((noreturn)) void dist_abort(Dist *d, int code);
 
+// The NCCL version the process runs with (ncclGetVersion, e.g. 21903 for 2.19.3), 0 in a build
+// without CUDA. Needs no communicator; for benchmark records.
+int dist_nccl_version(void);
+
 // The local GPU of this rank: local_rank mod visible devices.
 int dist_local_device(const Dist *d, int device_count);
 
