@@ -1,6 +1,6 @@
-// gpu_ops_common.h: what test_gpu_ops.c and test_gpu_conv.c share: the tolerances, the worst
-// errors seen, random inputs, moving arrays between host and device on either backend, and the
-// comparisons (see test_gpu_ops.c for what each tolerance is for).
+// gpu_ops_common.h: what test_gpu_ops.c, test_gpu_quantizer.c and test_gpu_conv.c share: the
+// tolerances, the worst errors seen, random inputs, the comparisons (see test_gpu_ops.c for what
+// each tolerance is for), and both contexts.
 #pragma once
 #include <math.h>
 #include <stdint.h>
@@ -9,6 +9,7 @@
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "gpu_run.h"
 #include "kernels/ops.h"
 #include "test_util.h"
 
@@ -32,37 +33,6 @@ static void fill_uniform(float *x, size_t n, float lo, float hi, uint64_t stream
 static void fill_normal(float *x, size_t n, float scale, uint64_t stream) {
     Rng r = rng_stream(77, RNG_PURPOSE_TEST, stream, 1);
     for (size_t i = 0; i < n; i++) x[i] = scale * rng_normal(&r);
-}
-
-static float *alloc_floats(size_t n) { return xmalloc((n ? n : 1) * sizeof(float)); }
-
-// Backend-neutral helpers: on the CPU backend "device" memory is host memory, so the same code
-// runs an op on either context.
-static void *upload(OpsContext *ctx, const void *host, size_t bytes) {
-    void *d = ctx->ops->alloc(ctx, bytes);
-    ctx->ops->to_device(ctx, d, host, bytes);
-    return d;
-}
-
-static float *download(OpsContext *ctx, const float *d, size_t n) {
-    float *h = alloc_floats(n);
-    ctx->ops->to_host(ctx, h, d, n * sizeof(float));
-    return h;
-}
-
-static float download_scalar(OpsContext *ctx, const float *d) {
-    float v;
-    ctx->ops->to_host(ctx, &v, d, sizeof v);
-    return v;
-}
-
-// Bitwise equal, except that any NaN equals any NaN. Returns the first differing index or -1.
-static long first_difference(const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i]) && isnan(b[i])) continue;
-        if (memcmp(&a[i], &b[i], sizeof(float)) != 0) return (long)i;
-    }
-    return -1;
 }
 
 static void expect_identical(TestCounts *t, const char *what, const float *got, const float *want, size_t n) {
@@ -98,4 +68,8 @@ static double expect_close_device(TestCounts *t, Worst *w, const char *what, Ops
     return err;
 }
 
-static double max_d(double a, double b) { return a > b ? a : b; }
+// The CPU context (the oracle, one thread) and the CUDA context, both fp32 and deterministic.
+static void gpu_ops_contexts(OpsContext *cpu, OpsContext *gpu) {
+    ops_context_init(cpu, "cpu", 0, 1, PRECISION_FP32, 1);
+    ops_context_init(gpu, "cuda", 0, 0, PRECISION_FP32, 1);
+}

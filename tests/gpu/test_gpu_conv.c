@@ -28,7 +28,7 @@ enum { CONV_CASE_COUNT = sizeof CONV_CASES / sizeof CONV_CASES[0], CONV_BATCH = 
 
 typedef struct {
     float *in, *weight, *bias, *dout;   // host inputs
-    float *out, *din, *dweight, *dbias; // host results (din NULL for the first layer)
+    ConvResult res;                     // host results (din NULL for the first layer)
     ConvShape shape;
 } ConvRun;
 
@@ -47,79 +47,39 @@ static void conv_inputs(ConvRun *r, const ConvCase *cc, uint64_t seed) {
 }
 
 // Forward and backward of `src`'s inputs on ctx (either backend) into `dst`'s results. The first
-// layer (3 input channels) passes din = NULL, as the model does. Results are poisoned with NaN
-// before each op so that an op that does not overwrite them fails.
+// layer (3 input channels) passes din = NULL, as the model does.
 static void conv_run(OpsContext *ctx, const ConvRun *src, ConvRun *dst) {
-    ConvShape s = src->shape;
-    size_t nin = conv_in_count(&s), nw = conv_weight_count(&s), nout = conv_out_count(&s);
-    size_t nb = (size_t)s.out_channels;
-    int want_din = s.in_channels != 3;
-    size_t ws = ctx->ops->conv_prepare(ctx, &s);
-    ctx->ops->reserve_workspace(ctx, ws);
-    float *in = upload(ctx, src->in, nin * sizeof(float)), *weight = upload(ctx, src->weight, nw * sizeof(float));
-    float *bias = upload(ctx, src->bias, nb * sizeof(float)), *dout = upload(ctx, src->dout, nout * sizeof(float));
-    float *out = ctx->ops->alloc(ctx, nout * sizeof(float)), *din = ctx->ops->alloc(ctx, nin * sizeof(float));
-    float *dweight = ctx->ops->alloc(ctx, nw * sizeof(float)), *dbias = ctx->ops->alloc(ctx, nb * sizeof(float));
-    ctx->ops->fill(ctx, out, NAN, nout);
-    ctx->ops->fill(ctx, din, NAN, nin);
-    ctx->ops->fill(ctx, dweight, NAN, nw);
-    ctx->ops->fill(ctx, dbias, NAN, nb);
-    ctx->ops->conv_forward(ctx, &s, in, weight, s.has_bias ? bias : NULL, out);
-    ctx->ops->conv_backward(ctx, &s, in, weight, dout, want_din ? din : NULL, dweight, s.has_bias ? dbias : NULL);
-    dst->shape = s;
-    dst->out = download(ctx, out, nout);
-    dst->din = want_din ? download(ctx, din, nin) : NULL;
-    dst->dweight = download(ctx, dweight, nw);
-    dst->dbias = s.has_bias ? download(ctx, dbias, nb) : NULL;
-    void *buffers[] = {in, weight, bias, dout, out, din, dweight, dbias};
-    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) ctx->ops->release(ctx, buffers[i]);
+    run_conv(ctx, src->shape, src->shape.in_channels != 3, src->in, src->weight, src->bias, src->dout, &dst->res);
+    dst->shape = src->shape;
 }
 
 static void conv_free(ConvRun *r) {
-    void *buffers[] = {r->in, r->weight, r->bias, r->dout, r->out, r->din, r->dweight, r->dbias};
+    void *buffers[] = {r->in, r->weight, r->bias, r->dout};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
+    result_free(&r->res);
     memset(r, 0, sizeof *r);
 }
 
 static double conv_compare(TestCounts *t, const char *mode, const char *name, const ConvRun *got,
                            const ConvRun *want, double tol) {
     const ConvShape *s = &want->shape;
-    char what[160];
-    double worst = 0.0;
-    snprintf(what, sizeof what, "%s %s forward", mode, name);
-    worst = max_d(worst, test_max_rel_error(got->out, want->out, conv_out_count(s)));
-    EXPECT(t, test_max_rel_error(got->out, want->out, conv_out_count(s)) <= tol, "%s: error %.3g > %.3g", what,
-           test_max_rel_error(got->out, want->out, conv_out_count(s)), tol);
-    if (want->din) {
-        double err = test_max_rel_error(got->din, want->din, conv_in_count(s));
+    double err = test_max_rel_error(got->res.out, want->res.out, conv_out_count(s));
+    double worst = err;
+    EXPECT(t, err <= tol, "%s %s forward: error %.3g > %.3g", mode, name, err, tol);
+    if (want->res.din) {
+        err = test_max_rel_error(got->res.din, want->res.din, conv_in_count(s));
         worst = max_d(worst, err);
         EXPECT(t, err <= tol, "%s %s din: error %.3g > %.3g", mode, name, err, tol);
     }
-    double err = test_max_rel_error(got->dweight, want->dweight, conv_weight_count(s));
+    err = test_max_rel_error(got->res.dweight, want->res.dweight, conv_weight_count(s));
     worst = max_d(worst, err);
     EXPECT(t, err <= tol, "%s %s dweight: error %.3g > %.3g", mode, name, err, tol);
-    if (want->dbias) {
-        err = test_max_rel_error(got->dbias, want->dbias, (size_t)s->out_channels);
+    if (want->res.dbias) {
+        err = test_max_rel_error(got->res.dbias, want->res.dbias, (size_t)s->out_channels);
         worst = max_d(worst, err);
         EXPECT(t, err <= tol, "%s %s dbias: error %.3g > %.3g", mode, name, err, tol);
     }
     return worst;
-}
-
-static int conv_identical(const ConvRun *a, const ConvRun *b) {
-    const ConvShape *s = &a->shape;
-    return first_difference(a->out, b->out, conv_out_count(s)) < 0 &&
-           (!a->din || first_difference(a->din, b->din, conv_in_count(s)) < 0) &&
-           first_difference(a->dweight, b->dweight, conv_weight_count(s)) < 0 &&
-           (!a->dbias || first_difference(a->dbias, b->dbias, (size_t)s->out_channels) < 0);
-}
-
-static void conv_free_results(ConvRun *r) {
-    free(r->out);
-    free(r->din);
-    free(r->dweight);
-    free(r->dbias);
-    r->out = r->din = r->dweight = r->dbias = NULL;
 }
 
 static void test_conv(TestCounts *t, Worst *w, OpsContext *cpu) {
@@ -153,7 +113,7 @@ static void test_conv(TestCounts *t, Worst *w, OpsContext *cpu) {
             double err = conv_compare(t, modes[mi].mode, CONV_CASES[i].name, &got, &ref[i], modes[mi].tol);
             if (modes[mi].precision == PRECISION_FP32) w->conv_fp32 = max_d(w->conv_fp32, err);
             else w->conv_tf32 = max_d(w->conv_tf32, err);
-            conv_free_results(&got);
+            result_free(&got.res);
         }
         ops_context_destroy(&gpu);
     }
@@ -170,13 +130,13 @@ static void test_conv(TestCounts *t, Worst *w, OpsContext *cpu) {
         conv_run(&a, &ref[i], &first);
         conv_run(&a, &ref[i], &second);
         conv_run(&b, &ref[i], &other);
-        EXPECT(t, conv_identical(&first, &second), "tf32 deterministic %s: two runs differ", CONV_CASES[i].name);
-        EXPECT(t, conv_identical(&first, &other), "tf32 deterministic %s: two contexts differ", CONV_CASES[i].name);
+        EXPECT(t, results_identical(&first.shape, &first.res, &second.res), "tf32 deterministic %s: two runs differ", CONV_CASES[i].name);
+        EXPECT(t, results_identical(&first.shape, &first.res, &other.res), "tf32 deterministic %s: two contexts differ", CONV_CASES[i].name);
         double err = conv_compare(t, "tf32 deterministic", CONV_CASES[i].name, &first, &ref[i], CONV_TF32_TOL);
         w->conv_tf32 = max_d(w->conv_tf32, err);
-        conv_free_results(&first);
-        conv_free_results(&second);
-        conv_free_results(&other);
+        result_free(&first.res);
+        result_free(&second.res);
+        result_free(&other.res);
     }
     ops_context_destroy(&a);
     ops_context_destroy(&b);
@@ -186,8 +146,7 @@ static void test_conv(TestCounts *t, Worst *w, OpsContext *cpu) {
 int main(void) {
     if (gpu_test_unavailable()) return TEST_SKIP_CODE;
     TestCounts t = {0, 0};
-    Worst w;
-    memset(&w, 0, sizeof w);
+    Worst w = {0};
     OpsContext cpu;
     ops_context_init(&cpu, "cpu", 0, 1, PRECISION_FP32, 1);
     test_conv(&t, &w, &cpu);

@@ -333,11 +333,9 @@ static void test_data(TestCounts *t, OpsContext *cpu, OpsContext *gpu) {
 int main(void) {
     if (gpu_test_unavailable()) return TEST_SKIP_CODE;
     TestCounts t = {0, 0};
-    Worst w;
-    memset(&w, 0, sizeof w);
+    Worst w = {0};
     OpsContext cpu, gpu;
-    ops_context_init(&cpu, "cpu", 0, 1, PRECISION_FP32, 1);
-    ops_context_init(&gpu, "cuda", 0, 0, PRECISION_FP32, 1);
+    gpu_ops_contexts(&cpu, &gpu);
 
     test_memory(&t, &gpu);
     test_elementwise(&t, &w, &cpu, &gpu);

@@ -186,11 +186,9 @@ static void test_quantizer(TestCounts *t, Worst *w, OpsContext *cpu, OpsContext 
 int main(void) {
     if (gpu_test_unavailable()) return TEST_SKIP_CODE;
     TestCounts t = {0, 0};
-    Worst w;
-    memset(&w, 0, sizeof w);
+    Worst w = {0};
     OpsContext cpu, gpu;
-    ops_context_init(&cpu, "cpu", 0, 1, PRECISION_FP32, 1);
-    ops_context_init(&gpu, "cuda", 0, 0, PRECISION_FP32, 1);
+    gpu_ops_contexts(&cpu, &gpu);
     test_nearest_special(&t, &cpu, &gpu);
     test_quantizer(&t, &w, &cpu, &gpu);
     printf("worst errors vs CPU: quantizer %.3g; %d of %d near-exact tensors bit-identical\n", w.quantizer,
