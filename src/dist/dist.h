@@ -14,8 +14,8 @@
 // peer would hang them forever, while dist_sync ends the job with EXIT_COLLECTIVE_TIMEOUT.
 //
 // No rank decides alone. The host's collective decisions (stop on a signal, stop when a
-// checkpoint could not be written, the backend at setup) go through dist_agree_any, an
-// all-reduce of a flag. Skipping a non-finite step needs none: the NaN flag travels in the
+// checkpoint could not be written or read on rank 0, the backend at setup) go through
+// dist_agree_any, an all-reduce of a flag over MPI (on either communicator backend). Skipping a non-finite step needs none: the NaN flag travels in the
 // gradient all-reduce and every rank's device reaches the same verdict (docs/ARCHITECTURE.md).
 //
 // Failures. A failed MPI, NCCL or CUDA call ends the process through core's fatal_at (exit code
