@@ -66,6 +66,7 @@ void cuda_context_init(OpsContext *ctx, int device_index, Precision precision, i
           "use device: cpu, or rebuild with the CUDA toolkit installed");
 }
 void cuda_context_destroy(OpsContext *ctx) { (void)ctx; }
+void cuda_context_describe(const OpsContext *ctx, OpsDescription *out) { (void)ctx; (void)out; }
 #endif
 
 void ops_context_init(OpsContext *ctx, const char *device, int device_index, int threads, Precision precision,
@@ -132,4 +133,10 @@ void ops_context_destroy(OpsContext *ctx) {
     if (ctx->kind == BACKEND_CUDA) cuda_context_destroy(ctx);
     else cpu_context_destroy(ctx);
     memset(ctx, 0, sizeof *ctx);
+}
+
+void ops_context_describe(const OpsContext *ctx, OpsDescription *out) {
+    memset(out, 0, sizeof *out);
+    if (ctx->kind == BACKEND_CUDA) cuda_context_describe(ctx, out);
+    else cpu_context_describe(ctx, out);
 }

@@ -360,9 +360,21 @@ void ops_context_init_with_conv(OpsContext *ctx, const char *device, int device_
                                 Precision precision, int deterministic, CpuConv cpu_conv);
 void ops_context_destroy(OpsContext *ctx);
 
+// What a context runs on, for benchmark records: the device's name (the CPU's model name from
+// /proc/cpuinfo, "unknown CPU" without it; the GPU's name) and, on CUDA, the versions of the
+// CUDA runtime, driver and cuDNN the process runs with (0 on the CPU backend).
+typedef struct {
+    char device[256];
+    int cuda_runtime, cuda_driver;   // e.g. 12040 for 12.4
+    size_t cudnn;                    // cudnnGetVersion(), e.g. 90100
+} OpsDescription;
+void ops_context_describe(const OpsContext *ctx, OpsDescription *out);
+
 // Backend entry points used by ops_context_init (defined in kernels/cpu/cpu_context.c and
 // kernels/cuda/cuda_context.cu).
 void cpu_context_init(OpsContext *ctx, int threads);
 void cpu_context_destroy(OpsContext *ctx);
 void cuda_context_init(OpsContext *ctx, int device_index, Precision precision, int deterministic);
 void cuda_context_destroy(OpsContext *ctx);
+void cpu_context_describe(const OpsContext *ctx, OpsDescription *out);
+void cuda_context_describe(const OpsContext *ctx, OpsDescription *out);

@@ -159,6 +159,25 @@ void cpu_context_destroy(OpsContext *ctx) {
 
 // The resident set size of the process now (the CPU backend's "device" is host memory), from
 // /proc/self/statm; where that cannot be read, the peak resident set size from getrusage.
+// The CPU's model name from /proc/cpuinfo ("model name"), or "unknown CPU".
+void cpu_context_describe(const OpsContext *ctx, OpsDescription *out) {
+    (void)ctx;
+    copy_string(out->device, sizeof out->device, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
+        colon++;
+        while (*colon == ' ' || *colon == '\t') colon++;
+        copy_string(out->device, sizeof out->device, colon);
+        out->device[strcspn(out->device, "\n")] = '\0';
+        break;
+    }
+    fclose(f);
+}
+
 size_t cpu_memory_in_use(OpsContext *ctx) {
     (void)ctx;
     FILE *f = fopen("/proc/self/statm", "r");

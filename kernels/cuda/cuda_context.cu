@@ -256,6 +256,16 @@ extern "C" void cuda_context_destroy(OpsContext *ctx) {
     ctx->backend = NULL;
 }
 
+// The GPU's name (read at init) and the versions of the libraries this process runs with.
+extern "C" void cuda_context_describe(const OpsContext *ctx, OpsDescription *out) {
+    const CudaBackend *b = (const CudaBackend *)ctx->backend;
+    CHECK(b, "cuda_context_describe called on a context that is not a live CUDA context");
+    copy_string(out->device, sizeof out->device, b->props.name);
+    CUDA_CHECK(cudaRuntimeGetVersion(&out->cuda_runtime));
+    CUDA_CHECK(cudaDriverGetVersion(&out->cuda_driver));
+    out->cudnn = cudnnGetVersion();
+}
+
 // Device memory this process added since the context was created: cudaMemGetInfo's used bytes
 // minus the baseline taken then, so cuDNN's and cuBLAS's internal allocations count along with
 // ours. cudaMemGetInfo sees the whole GPU: other processes on the same GPU count too.

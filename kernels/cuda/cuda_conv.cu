@@ -45,9 +45,7 @@
 // Algorithms that convert down (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, e.g. to fp16) are never
 // allowed. See docs/CUDA.md.
 //
-// Algorithm choice. Deterministic mode: cudnnGet*Algorithm_v7 (heuristics: the same choice on
-// every run) keeping only CUDNN_DETERMINISTIC algorithms. Otherwise cudnnFind*Algorithm
-// (benchmarks every algorithm once, at start-up).
+// Algorithm choice: cuda_conv_algo.cu.
 //
 // Workspace of one plan: [bf16 staging: x | y | w] (bf16 plans only) then cuDNN's scratch, the
 // largest of its three directions. conv_prepare returns the sum; nothing is allocated later.
@@ -56,11 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_common.h"
-
-// No single convolution direction may ask for more scratch than this (cuDNN's FFT algorithms can
-// want gigabytes); a faster algorithm above it is skipped.
-static const size_t CONV_MAX_WORKSPACE = (size_t)512 << 20;
+#include "cuda_conv_internal.h"
 
 // Alignment of each part of the workspace (cudaMalloc's own alignment, enough for any kernel).
 static const size_t WORKSPACE_ALIGN = 256;
@@ -160,202 +154,6 @@ static int same_shape(const ConvShape *a, const ConvShape *b) {
            a->output_padding == b->output_padding && a->transposed == b->transposed && a->has_bias == b->has_bias;
 }
 
-static const char *conv_kind(const ConvShape *s) { return s->transposed ? "ConvTranspose2d" : "Conv2d"; }
-
-static const char *precision_name(Precision precision) {
-    return precision == PRECISION_FP32 ? "fp32" : precision == PRECISION_TF32 ? "tf32" : "bf16";
-}
-
-// FMA only in fp32 mode; never an algorithm that converts the operands down (to fp16 / bf16 from
-// fp32, or from bf16 to fp16, which would lose bf16's range). DEFAULT is accepted in fp32 mode
-// because the descriptor is forced back to FMA before running.
-static int math_type_allowed(Precision precision, cudnnMathType_t math) {
-    if (math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return 0;
-    if (precision == PRECISION_FP32) return math == CUDNN_FMA_MATH || math == CUDNN_DEFAULT_MATH;
-    return 1;
-}
-
-// The first acceptable entry at or after `from` of a cuDNN perf list (sorted best first by cuDNN);
-// -1 if none.
-template <typename Perf>
-static int choose_algo(const CudaBackend *b, Precision precision, const Perf *perf, int count, int from) {
-    for (int i = from; i < count; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
-        if (b->deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-        if (!math_type_allowed(precision, perf[i].mathType)) continue;
-        if (perf[i].memory > CONV_MAX_WORKSPACE) continue;
-        return i;
-    }
-    return -1;
-}
-
-// The math type a direction runs with: its algorithm's own, except that fp32 stays FMA.
-static cudnnMathType_t run_math_type(Precision precision, cudnnMathType_t chosen) {
-    return precision == PRECISION_FP32 ? CUDNN_FMA_MATH : chosen;
-}
-
-// Room for the reason a bf16 plan could not be made, for the warning.
-enum { WHY_BYTES = 384 };
-
-// A cuDNN status from an algorithm or workspace query: 1 on success. While probing bf16 any
-// failure returns 0 with the reason in why (the layer then runs in tf32: cuDNN answers a data
-// type configuration it lacks with NOT_SUPPORTED or BAD_PARAM, and the descriptors are otherwise
-// those of the fp32 plan); in fp32 and tf32 it stops the program, naming the call.
-static int query_ok(cudnnStatus_t status, Precision precision, const char *call, char *why) {
-    if (status == CUDNN_STATUS_SUCCESS) return 1;
-    char detail[256];
-    cudnnGetLastErrorString(detail, sizeof detail);
-    if (precision == PRECISION_BF16) {
-        snprintf(why, WHY_BYTES, "%s returned %s (%s)", call, cudnnGetErrorString(status), detail);
-        return 0;
-    }
-    fatal_at(__FILE__, __LINE__, "%s failed (precision %s): %s (%s)", call, precision_name(precision),
-             cudnnGetErrorString(status), detail);
-}
-
-// choose_algo found nothing: say so in why.
-static int none_acceptable(const CudaBackend *b, Precision precision, const char *direction, int returned,
-                           char *why) {
-    snprintf(why, WHY_BYTES,
-             "none of the %d %s algorithms cuDNN lists is acceptable (wanted: %ssupported, %s math, at most %zu MiB "
-             "of workspace)", returned, direction, b->deterministic ? "deterministic, " : "",
-             precision == PRECISION_FP32 ? "FMA" : "no down-converting", CONV_MAX_WORKSPACE >> 20);
-    return 0;
-}
-
-[[noreturn]] static void no_algorithm(const ConvShape *s, Precision precision, const char *direction,
-                                      const char *why) {
-    fatal_at(__FILE__, __LINE__,
-             "cuDNN has no %s %s algorithm for %s %d->%d k%d s%d p%d on %dx%d (batch %d): %s; try another "
-             "train.precision, or deterministic off", precision_name(precision), direction, conv_kind(s),
-             s->in_channels, s->out_channels, s->kernel, s->stride, s->pad, s->in_height, s->in_width, s->batch, why);
-}
-
-// Each choose_* picks one direction's algorithm for the plan's descriptors as they are set now,
-// sets that direction's math type and workspace size, and returns 1; or returns 0 when cuDNN
-// offers nothing acceptable (only bf16 may then fall back; the caller decides).
-static int choose_forward(CudaBackend *b, ConvPlan *p, Precision precision, char *why) {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int returned = 0;
-    cudnnStatus_t status =
-        b->deterministic
-            ? cudnnGetConvolutionForwardAlgorithm_v7(b->cudnn, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
-                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf)
-            : cudnnFindConvolutionForwardAlgorithm(b->cudnn, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
-                                                   CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf);
-    const char *query =
-        b->deterministic ? "cudnnGetConvolutionForwardAlgorithm_v7" : "cudnnFindConvolutionForwardAlgorithm";
-    if (!query_ok(status, precision, query, why)) return 0;
-    for (int i = choose_algo(b, precision, perf, returned, 0); i >= 0;
-         i = choose_algo(b, precision, perf, returned, i + 1)) {
-        p->fwd_algo = perf[i].algo;
-        CUDNN_CHECK(cudnnSetConvolutionMathType(p->fwd_conv, run_math_type(precision, perf[i].mathType)));
-        status = cudnnGetConvolutionForwardWorkspaceSize(b->cudnn, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
-                                                         p->fwd_algo, &p->fwd_workspace);
-        if (!query_ok(status, precision, "cudnnGetConvolutionForwardWorkspaceSize", why)) return 0;
-        if (p->fwd_workspace <= CONV_MAX_WORKSPACE) return 1;   // the real size, not the list's estimate
-    }
-    return none_acceptable(b, precision, "forward", returned, why);
-}
-
-static int choose_backward_data(CudaBackend *b, ConvPlan *p, Precision precision, char *why) {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int returned = 0;
-    cudnnStatus_t status =
-        b->deterministic
-            ? cudnnGetConvolutionBackwardDataAlgorithm_v7(b->cudnn, p->w_desc, p->y_desc, p->bwd_data_conv,
-                                                          p->x_desc, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                          &returned, perf)
-            : cudnnFindConvolutionBackwardDataAlgorithm(b->cudnn, p->w_desc, p->y_desc, p->bwd_data_conv, p->x_desc,
-                                                        CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf);
-    const char *query =
-        b->deterministic ? "cudnnGetConvolutionBackwardDataAlgorithm_v7" : "cudnnFindConvolutionBackwardDataAlgorithm";
-    if (!query_ok(status, precision, query, why)) return 0;
-    for (int i = choose_algo(b, precision, perf, returned, 0); i >= 0;
-         i = choose_algo(b, precision, perf, returned, i + 1)) {
-        p->bwd_data_algo = perf[i].algo;
-        CUDNN_CHECK(cudnnSetConvolutionMathType(p->bwd_data_conv, run_math_type(precision, perf[i].mathType)));
-        status = cudnnGetConvolutionBackwardDataWorkspaceSize(b->cudnn, p->w_desc, p->y_desc, p->bwd_data_conv,
-                                                              p->x_desc, p->bwd_data_algo, &p->bwd_data_workspace);
-        if (!query_ok(status, precision, "cudnnGetConvolutionBackwardDataWorkspaceSize", why)) return 0;
-        if (p->bwd_data_workspace <= CONV_MAX_WORKSPACE) return 1;   // the real size, not the list's estimate
-    }
-    return none_acceptable(b, precision, "backward-data", returned, why);
-}
-
-static int choose_backward_filter(CudaBackend *b, ConvPlan *p, Precision precision, char *why) {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int returned = 0;
-    cudnnStatus_t status =
-        b->deterministic
-            ? cudnnGetConvolutionBackwardFilterAlgorithm_v7(b->cudnn, p->x_desc, p->y_desc, p->bwd_filter_conv,
-                                                            p->w_desc, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                            &returned, perf)
-            : cudnnFindConvolutionBackwardFilterAlgorithm(b->cudnn, p->x_desc, p->y_desc, p->bwd_filter_conv,
-                                                          p->w_desc, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                          &returned, perf);
-    const char *query = b->deterministic ? "cudnnGetConvolutionBackwardFilterAlgorithm_v7"
-                                         : "cudnnFindConvolutionBackwardFilterAlgorithm";
-    if (!query_ok(status, precision, query, why)) return 0;
-    for (int i = choose_algo(b, precision, perf, returned, 0); i >= 0;
-         i = choose_algo(b, precision, perf, returned, i + 1)) {
-        p->bwd_filter_algo = perf[i].algo;
-        CUDNN_CHECK(cudnnSetConvolutionMathType(p->bwd_filter_conv, run_math_type(precision, perf[i].mathType)));
-        status = cudnnGetConvolutionBackwardFilterWorkspaceSize(b->cudnn, p->x_desc, p->y_desc, p->bwd_filter_conv,
-                                                                p->w_desc, p->bwd_filter_algo,
-                                                                &p->bwd_filter_workspace);
-        if (!query_ok(status, precision, "cudnnGetConvolutionBackwardFilterWorkspaceSize", why)) return 0;
-        if (p->bwd_filter_workspace <= CONV_MAX_WORKSPACE) return 1;   // the real size, not the list's estimate
-    }
-    return none_acceptable(b, precision, "backward-filter", returned, why);
-}
-
-// All three directions; NULL on success, else the direction that failed (why says how).
-static const char *choose_algorithms(CudaBackend *b, ConvPlan *p, Precision precision, char *why) {
-    if (!choose_forward(b, p, precision, why)) return "forward";
-    if (!choose_backward_data(b, p, precision, why)) return "backward-data";
-    if (!choose_backward_filter(b, p, precision, why)) return "backward-filter";
-    return NULL;
-}
-
-// (Re)describe the plan's tensors for `precision`: fp32 tensors for fp32 and tf32, bf16 tensors
-// for bf16; the convolutions always compute in fp32 (cuDNN's PSEUDO_BFLOAT16 configuration for
-// bf16). The math type set here is the one the algorithm query honours: FMA only for fp32, tensor
-// cores allowed (without down-conversion) otherwise.
-static void describe(ConvPlan *p, Precision precision) {
-    const ConvShape *s = &p->shape;
-    int x_c, x_h, x_w, y_c, y_h, y_w, filter_k, filter_c;
-    if (s->transposed) {
-        x_c = s->out_channels; x_h = s->out_height; x_w = s->out_width;
-        y_c = s->in_channels;  y_h = s->in_height;  y_w = s->in_width;
-        filter_k = s->in_channels; filter_c = s->out_channels;
-    } else {
-        x_c = s->in_channels;  x_h = s->in_height;  x_w = s->in_width;
-        y_c = s->out_channels; y_h = s->out_height; y_w = s->out_width;
-        filter_k = s->out_channels; filter_c = s->in_channels;
-    }
-    const cudnnDataType_t type = precision == PRECISION_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NCHW, type, s->batch, x_c, x_h, x_w));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y_desc, CUDNN_TENSOR_NCHW, type, s->batch, y_c, y_h, y_w));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w_desc, type, CUDNN_TENSOR_NCHW, filter_k, filter_c, s->kernel,
-                                           s->kernel));
-    const cudnnMathType_t query_math = precision == PRECISION_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
-    cudnnConvolutionDescriptor_t convs[3] = {p->fwd_conv, p->bwd_data_conv, p->bwd_filter_conv};
-    for (int i = 0; i < 3; i++) {
-        CUDNN_CHECK(cudnnSetConvolution2dDescriptor(convs[i], s->pad, s->pad, s->stride, s->stride, 1, 1,
-                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-        CUDNN_CHECK(cudnnSetConvolutionMathType(convs[i], query_math));
-    }
-
-    // cuDNN must agree on the output size, or our shape formula and its descriptors disagree.
-    int n, c, h, w;
-    CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->fwd_conv, p->x_desc, p->w_desc, &n, &c, &h, &w));
-    CHECK(n == s->batch && c == y_c && h == y_h && w == y_w,
-          "conv_prepare: cuDNN computes a %dx%dx%dx%d result for %s %d->%d k%d s%d p%d on %dx%d, expected %dx%dx%dx%d",
-          n, c, h, w, conv_kind(s), s->in_channels, s->out_channels, s->kernel, s->stride, s->pad, s->in_height,
-          s->in_width, s->batch, y_c, y_h, y_w);
-}
-
 // A plan runs in bf16 when its descriptors say so (conv_prepare may have put a layer in tf32).
 static int plan_is_bf16(const ConvPlan *p) {
     cudnnDataType_t type;
@@ -369,7 +167,7 @@ size_t cuda_conv_prepare(OpsContext *ctx, ConvShape *s) {
     CudaBackend *b = cuda_backend(ctx);
     CHECK(s->batch > 0 && s->in_channels > 0 && s->out_channels > 0 && s->kernel > 0 && s->stride > 0 &&
               s->pad >= 0 && s->out_height > 0 && s->out_width > 0,
-          "conv_prepare: invalid %s shape (batch %d, %d->%d, k%d s%d p%d)", conv_kind(s), s->batch,
+          "conv_prepare: invalid %s shape (batch %d, %d->%d, k%d s%d p%d)", cuda_conv_kind(s), s->batch,
           s->in_channels, s->out_channels, s->kernel, s->stride, s->pad);
 
     // Layers of the same shape (the residual stacks) share one plan.
@@ -400,25 +198,25 @@ size_t cuda_conv_prepare(OpsContext *ctx, ConvShape *s) {
     // The precision asked for. bf16 is tried first and, where cuDNN cannot do a layer in bf16,
     // the layer runs in tf32 (the closest faster-than-fp32 mode) rather than stopping the run.
     Precision precision = ctx->precision;
-    char why[WHY_BYTES] = "";
+    char why[CONV_WHY_BYTES] = "";
     if (precision == PRECISION_BF16) {
         if (b->props.major < 8)
             snprintf(why, sizeof why, "the GPU has compute capability %d.%d and bf16 convolutions need 8.0",
                      b->props.major, b->props.minor);
         else
-            describe(p, PRECISION_BF16);
-        if (b->props.major < 8 || choose_algorithms(b, p, PRECISION_BF16, why)) {
+            cuda_conv_describe(p, PRECISION_BF16);
+        if (b->props.major < 8 || cuda_conv_choose_algorithms(b, p, PRECISION_BF16, why)) {
             if (launcher_rank() == 0)
                 log_warn("precision bf16: %s %d->%d k%d s%d p%d on %dx%d (batch %d) runs in tf32: %s",
-                         conv_kind(s), s->in_channels, s->out_channels, s->kernel, s->stride, s->pad, s->in_height,
+                         cuda_conv_kind(s), s->in_channels, s->out_channels, s->kernel, s->stride, s->pad, s->in_height,
                          s->in_width, s->batch, why);
             precision = PRECISION_TF32;
         }
     }
     if (precision != PRECISION_BF16) {
-        describe(p, precision);
-        const char *failed = choose_algorithms(b, p, precision, why);
-        if (failed) no_algorithm(s, precision, failed, why);
+        cuda_conv_describe(p, precision);
+        const char *failed = cuda_conv_choose_algorithms(b, p, precision, why);
+        if (failed) cuda_conv_no_algorithm(s, precision, failed, why);
     }
 
     size_t cudnn_bytes = p->fwd_workspace;
@@ -451,7 +249,7 @@ static const ConvPlan *plan_for(OpsContext *ctx, const ConvShape *s, const char 
     CudaBackend *b = cuda_backend(ctx);
     CHECK(s->plan >= 0 && s->plan < b->plan_count && same_shape(&b->plans[s->plan].shape, s),
           "%s: %s %d->%d was not prepared on this CUDA context (plan %d); call conv_prepare at start-up", op,
-          conv_kind(s), s->in_channels, s->out_channels, s->plan);
+          cuda_conv_kind(s), s->in_channels, s->out_channels, s->plan);
     const ConvPlan *p = &b->plans[s->plan];
     CHECK(ctx->workspace_bytes >= p->workspace_bytes,
           "%s: the workspace holds %zu bytes but this convolution needs %zu; reserve conv_prepare's result "
@@ -521,7 +319,7 @@ void cuda_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, con
                        const float *bias, float *out) {
     CudaBackend *b = cuda_backend(ctx);
     const ConvPlan *p = plan_for(ctx, s, "conv_forward");
-    CHECK(!s->has_bias || bias != NULL, "conv_forward: %s %d->%d has a bias but none was passed", conv_kind(s),
+    CHECK(!s->has_bias || bias != NULL, "conv_forward: %s %d->%d has a bias but none was passed", cuda_conv_kind(s),
           s->in_channels, s->out_channels);
     if (plan_is_bf16(p)) {
         forward_bf16(ctx, s, p, in, weight, bias, out);

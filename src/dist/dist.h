@@ -14,8 +14,8 @@
 // peer would hang them forever, while dist_sync ends the job with EXIT_COLLECTIVE_TIMEOUT.
 //
 // No rank decides alone. The host's collective decisions (stop on a signal, stop when a
-// checkpoint could not be written, the backend at setup) go through dist_agree_any, an
-// all-reduce of a flag. Skipping a non-finite step needs none: the NaN flag travels in the
+// checkpoint could not be written or read on rank 0, the backend at setup) go through
+// dist_agree_any, an all-reduce of a flag over MPI (on either communicator backend). Skipping a non-finite step needs none: the NaN flag travels in the
 // gradient all-reduce and every rank's device reaches the same verdict (docs/ARCHITECTURE.md).
 //
 // Failures. A failed MPI, NCCL or CUDA call ends the process through core's fatal_at (exit code
@@ -57,6 +57,10 @@ void dist_teardown_comm(Dist *d);
 void dist_finalize(Dist *d);
 // End every rank of the job now (ncclCommAbort, then MPI_Abort when world > 1); exits with code.
 __attribute__((noreturn)) void dist_abort(Dist *d, int code);
+
+// The NCCL version the process runs with (ncclGetVersion, e.g. 21903 for 2.19.3), 0 in a build
+// without CUDA. Needs no communicator; for benchmark records.
+int dist_nccl_version(void);
 
 // The local GPU of this rank: local_rank mod visible devices.
 int dist_local_device(const Dist *d, int device_count);

@@ -171,11 +171,16 @@ DistNccl *dist_nccl_create(Dist *d, OpsContext *ctx) {
     CUDA_CHECK(cudaEventCreateWithFlags(&s->captured_done, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&s->synced, cudaEventDisableTiming));
     for (int i = 0; i < NCCL_RING; i++) CUDA_CHECK(cudaEventCreateWithFlags(&s->ring[i], cudaEventDisableTiming));
-    int version = 0;
-    NCCL_CHECK(ncclGetVersion(&version));
+    int version = dist_nccl_version();
     log_info("dist: NCCL %d.%d.%d communicator of %d ranks ready", version / 10000, version / 100 % 100,
              version % 100, d->world);
     return s;
+}
+
+int dist_nccl_version(void) {
+    int version = 0;
+    NCCL_CHECK(ncclGetVersion(&version));
+    return version;
 }
 
 void dist_nccl_destroy(Dist *d, DistNccl *s) {
@@ -333,6 +338,8 @@ void dist_nccl_destroy(Dist *d, DistNccl *s) {
 }
 
 void dist_nccl_abort(DistNccl *s) { (void)s; }
+
+int dist_nccl_version(void) { return 0; }
 
 void dist_nccl_allreduce(Dist *d, DistNccl *s, OpsContext *ctx, float *buf, size_t n, int average) {
     (void)d; (void)s; (void)ctx; (void)buf; (void)n; (void)average;

@@ -14,12 +14,6 @@
 #include "commands.h"
 #include "trainer.h"
 
-#ifdef VQ_HAVE_CUDA
-#include <cuda_runtime_api.h>
-#include <cudnn.h>
-#include <nccl.h>
-#endif
-
 // The build's git commit, when the build passes it in (-DVQ_GIT_COMMIT="...").
 #ifndef VQ_GIT_COMMIT
 #define VQ_GIT_COMMIT "unknown"
@@ -50,56 +44,10 @@ static double process_age_seconds(void) {
     return age >= 0.0 ? age : -1.0;
 }
 
-// The CPU's model name from /proc/cpuinfo, or "unknown CPU".
-static void cpu_model_name(char *out, size_t len) {
-    copy_string(out, len, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        const char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
-        colon++;
-        while (*colon == ' ' || *colon == '\t') colon++;
-        copy_string(out, len, colon);
-        out[strcspn(out, "\n")] = '\0';
-        break;
-    }
-    fclose(f);
-}
-
 static size_t peak_rss_bytes(void) {
     struct rusage usage;
     if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
     return (size_t)usage.ru_maxrss * 1024;   // KiB on Linux
-}
-
-// On CUDA: the GPU's name into device, and the versions the binary runs with into versions as
-// JSON members (", \"cuda_runtime\": 12040, ..."). On the CPU: nothing (versions empty).
-static void cuda_description(const OpsContext *ctx, char *device, size_t device_len, char *versions,
-                             size_t versions_len) {
-    versions[0] = '\0';
-#ifdef VQ_HAVE_CUDA
-    if (ctx->kind != BACKEND_CUDA) return;
-    struct cudaDeviceProp props;
-    int runtime = 0, driver = 0, nccl = 0;
-    cudaError_t err = cudaGetDeviceProperties(&props, ctx->device_index);
-    if (err == cudaSuccess) err = cudaRuntimeGetVersion(&runtime);
-    if (err == cudaSuccess) err = cudaDriverGetVersion(&driver);
-    if (err != cudaSuccess)
-        fatal("bench: reading the properties of GPU %d failed: %s: %s", ctx->device_index, cudaGetErrorName(err),
-              cudaGetErrorString(err));
-    ncclResult_t nccl_err = ncclGetVersion(&nccl);
-    if (nccl_err != ncclSuccess) fatal("bench: ncclGetVersion failed: %s", ncclGetErrorString(nccl_err));
-    copy_string(device, device_len, props.name);
-    snprintf(versions, versions_len, ", \"cuda_runtime\": %d, \"cuda_driver\": %d, \"cudnn\": %zu, \"nccl\": %d",
-             runtime, driver, cudnnGetVersion(), nccl);
-#else
-    (void)ctx;
-    (void)device;
-    (void)device_len;
-    (void)versions_len;
-#endif
 }
 
 // ---- output ----------------------------------------------------------------------------------
@@ -202,6 +150,56 @@ static uint64_t max_over_ranks(Dist *dist, uint64_t value) {
     return best;
 }
 
+// What one bench measured, for its JSON line.
+typedef struct {
+    const Config *cfg;
+    const OpsContext *ctx;
+    int world, steps, warmup;
+    double elapsed_s, startup_s;
+    double loss;   // the last step's loss
+    uint64_t peak_memory, peak_allocated, in_use;
+} BenchResult;
+
+static double bench_images_per_s(const BenchResult *r) {
+    double images = (double)r->steps * (double)r->cfg->batch_size * (double)r->world;
+    return r->elapsed_s > 0.0 ? images / r->elapsed_s : 0.0;
+}
+
+// The one JSON line (rank 0), with the device and, on CUDA, the library versions the process
+// runs with.
+static void bench_print_json(const BenchResult *r) {
+    const Config *cfg = r->cfg;
+    const OpsContext *ctx = r->ctx;
+    OpsDescription desc;
+    ops_context_describe(ctx, &desc);
+    char versions[256] = "";
+    if (ctx->kind == BACKEND_CUDA)
+        snprintf(versions, sizeof versions, ", \"cuda_runtime\": %d, \"cuda_driver\": %d, \"cudnn\": %zu, \"nccl\": %d",
+                 desc.cuda_runtime, desc.cuda_driver, desc.cudnn, dist_nccl_version());
+    int64_t global_batch = (int64_t)cfg->batch_size * r->world;
+    char loss[32] = "null";   // JSON has no NaN
+    if (isfinite(r->loss)) snprintf(loss, sizeof loss, "%.6f", r->loss);
+    printf("{\"impl\": \"vqvae_dist\", \"version\": ");
+    json_string(stdout, VQ_VERSION);
+    printf(", \"commit\": ");
+    json_string(stdout, VQ_GIT_COMMIT);
+    printf(", \"device\": ");
+    json_string(stdout, desc.device);
+    printf(", \"backend\": \"%s\", \"precision\": \"%s\", \"compile\": false, \"quantizer\": \"%s\", "
+           "\"world\": %d, \"batch\": %d, \"global_batch\": %lld, \"threads\": %d, \"cpu_conv\": \"%s\", "
+           "\"steps\": %d, "
+           "\"warmup\": %d, \"images_per_s\": %.2f, \"ms_per_step\": %.3f, \"startup_s\": %.3f, "
+           "\"final_loss\": %s, \"peak_memory_bytes\": %llu, \"peak_allocated_bytes\": %llu, "
+           "\"memory_in_use_bytes\": %llu%s}\n",
+           ctx->ops->name, ctx->kind == BACKEND_CUDA ? cfg->precision : "fp32", cfg->quantizer, r->world,
+           cfg->batch_size, (long long)global_batch, ctx->kind == BACKEND_CPU ? ctx->threads : 0,
+           ctx->kind == BACKEND_CPU ? cpu_conv_name(ctx->cpu_conv) : "-", r->steps, r->warmup,
+           bench_images_per_s(r),
+           1000.0 * r->elapsed_s / r->steps, r->startup_s, loss, (unsigned long long)r->peak_memory,
+           (unsigned long long)r->peak_allocated, (unsigned long long)r->in_use, versions);
+    fflush(stdout);
+}
+
 int command_bench(const CliArgs *args, Dist *dist) {
     double entry = wall_time_seconds();
     double age_at_entry = process_age_seconds();
@@ -236,53 +234,26 @@ int command_bench(const CliArgs *args, Dist *dist) {
         }
     }
     ops->synchronize(ctx);
-    double elapsed = wall_time_seconds() - timed_start;
+    BenchResult r = {.cfg = &cfg, .ctx = ctx, .world = dist->world, .steps = args->steps, .warmup = args->warmup};
+    r.elapsed_s = wall_time_seconds() - timed_start;
 
     train_state_sync(&t.st, &t.s);
-    StepMetrics sm = train_log_collect(&t.log, &t.s, &t.st);
+    r.loss = train_log_collect(&t.log, &t.s, &t.st).loss;
     // The step allocates nothing, so after the steps "now" is the peak, but for what cuDNN and
     // cuBLAS may hold only while a call runs; the sample after the first step covers start-up.
     size_t in_use_now = ops->memory_in_use(ctx);
     if (in_use_now > in_use_peak) in_use_peak = in_use_now;
     // CPU: the peak resident set, comparable with PyTorch's ru_maxrss; CUDA: device memory added
     // since the context was created.
-    uint64_t peak_memory = max_over_ranks(dist, ctx->kind == BACKEND_CPU ? peak_rss_bytes() : in_use_peak);
-    uint64_t peak_allocated = max_over_ranks(dist, ctx->peak_allocated_bytes);
-    uint64_t in_use = max_over_ranks(dist, in_use_now);
-    double startup = age_at_entry >= 0.0 ? age_at_entry + (first_step_end - entry) : first_step_end - entry;
+    r.peak_memory = max_over_ranks(dist, ctx->kind == BACKEND_CPU ? peak_rss_bytes() : in_use_peak);
+    r.peak_allocated = max_over_ranks(dist, ctx->peak_allocated_bytes);
+    r.in_use = max_over_ranks(dist, in_use_now);
+    r.startup_s = age_at_entry >= 0.0 ? age_at_entry + (first_step_end - entry) : first_step_end - entry;
 
-    char device[256], versions[256];
-    cpu_model_name(device, sizeof device);
-    cuda_description(ctx, device, sizeof device, versions, sizeof versions);
-    int64_t global_batch = (int64_t)cfg.batch_size * dist->world;
-    double images_per_s = elapsed > 0.0 ? (double)args->steps * (double)global_batch / elapsed : 0.0;
     log_info("bench: %d steps in %.3fs: %.1f images/s, %.2f ms/step; start-up to the end of the first step %.2fs",
-             args->steps, elapsed, images_per_s, 1000.0 * elapsed / args->steps, startup);
+             args->steps, r.elapsed_s, bench_images_per_s(&r), 1000.0 * r.elapsed_s / args->steps, r.startup_s);
     stdout_restore(saved_stdout);
-
-    if (dist->rank == 0) {
-        char loss[32] = "null";   // JSON has no NaN
-        if (isfinite(sm.loss)) snprintf(loss, sizeof loss, "%.6f", sm.loss);
-        printf("{\"impl\": \"vqvae_dist\", \"version\": ");
-        json_string(stdout, VQ_VERSION);
-        printf(", \"commit\": ");
-        json_string(stdout, VQ_GIT_COMMIT);
-        printf(", \"device\": ");
-        json_string(stdout, device);
-        printf(", \"backend\": \"%s\", \"precision\": \"%s\", \"compile\": false, \"quantizer\": \"%s\", "
-               "\"world\": %d, \"batch\": %d, \"global_batch\": %lld, \"threads\": %d, \"cpu_conv\": \"%s\", "
-               "\"steps\": %d, "
-               "\"warmup\": %d, \"images_per_s\": %.2f, \"ms_per_step\": %.3f, \"startup_s\": %.3f, "
-               "\"final_loss\": %s, \"peak_memory_bytes\": %llu, \"peak_allocated_bytes\": %llu, "
-               "\"memory_in_use_bytes\": %llu%s}\n",
-               ops->name, ctx->kind == BACKEND_CUDA ? cfg.precision : "fp32", cfg.quantizer, dist->world,
-               cfg.batch_size, (long long)global_batch, ctx->kind == BACKEND_CPU ? ctx->threads : 0,
-               ctx->kind == BACKEND_CPU ? cpu_conv_name(ctx->cpu_conv) : "-", args->steps,
-               args->warmup, images_per_s, 1000.0 * elapsed / args->steps, startup, loss,
-               (unsigned long long)peak_memory, (unsigned long long)peak_allocated, (unsigned long long)in_use,
-               versions);
-        fflush(stdout);
-    }
+    if (dist->rank == 0) bench_print_json(&r);
     trainer_free(&t);
     return EXIT_OK;
 }

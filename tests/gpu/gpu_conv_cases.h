@@ -17,7 +17,7 @@ static inline ConvShape conv_case_shape(int batch, const ConvCase *cc) {
     return s;
 }
 
-// Every convolution of the resnet arch at CIFAR size (src/model/vqvae.c: h = 128, residual
+// Every convolution of the resnet arch at CIFAR size (src/model/arch_resnet.c: h = 128, residual
 // hidden 32, D = 64), as initializer rows.
 #define RESNET_CIFAR_CONV_CASES                                                       \
     {"enc conv1 3->64 k4s2p1 32x32", 3, 32, 32, 64, 4, 2, 1, 0, 1, 0},                \

@@ -1,111 +1,8 @@
 // test_io_dataset.c: IDX (plain and gzip) and CIFAR-10 files written here and read back exactly;
-// mean/variance against a naive loop; synthetic images (determinism, range, smoothness, speed);
-// batch scaling; a table of bad files, each with the text its error must contain; PNG grids; and
-// the real Fashion-MNIST when it is installed.
-#include <ftw.h>
-#include <png.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
-
-#include "core/common.h"
-#include "io/dataset.h"
-#include "io/image_png.h"
-#include "test_util.h"
-
-// ---- helpers that write test files --------------------------------------------------------
-
-static int write_bytes(const char *path, const void *data, size_t n, int gzip) {
-    if (gzip) {
-        gzFile f = gzopen(path, "wb");
-        if (!f) return -1;
-        int ok = n == 0 || gzwrite(f, data, (unsigned)n) == (int)n;
-        return gzclose(f) == Z_OK && ok ? 0 : -1;
-    }
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t wrote = fwrite(data, 1, n, f);
-    return fclose(f) == 0 && wrote == n ? 0 : -1;
-}
-
-static uint8_t *read_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *data = xmalloc(*n + 1);
-    if (fread(data, 1, *n, f) != *n) *n = 0;
-    fclose(f);
-    return data;
-}
-
-static void put_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-// An IDX file: magic, ndims big-endian dimensions, then data_len bytes of pattern(seed).
-static uint8_t pattern_byte(size_t i, uint32_t seed) { return (uint8_t)(((uint32_t)i * 2654435761u + seed) >> 13); }
-
-static int write_idx(const char *path, int gzip, uint32_t magic, int ndims, const uint32_t *dims, size_t data_len,
-                     uint32_t seed) {
-    size_t header = 4 + 4 * (size_t)ndims, n = header + data_len;
-    uint8_t *buf = xmalloc(n);
-    put_be32(buf, magic);
-    for (int d = 0; d < ndims; d++) put_be32(buf + 4 + 4 * d, dims[d]);
-    for (size_t i = 0; i < data_len; i++) buf[header + i] = pattern_byte(i, seed);
-    int rc = write_bytes(path, buf, n, gzip);
-    free(buf);
-    return rc;
-}
-
-// A CIFAR-10 binary file of `records` records, labels (r * 3 + seed) % 10, pixels pattern(seed).
-static int write_cifar(const char *path, int records, uint32_t seed, size_t extra_bytes) {
-    size_t n = (size_t)records * 3073 + extra_bytes;
-    uint8_t *buf = xmalloc(n + 1);
-    for (size_t i = 0; i < n; i++) buf[i] = pattern_byte(i, seed);
-    for (int r = 0; r < records; r++) buf[(size_t)r * 3073] = (uint8_t)((r * 3 + seed) % 10);
-    int rc = write_bytes(path, buf, n, 0);
-    free(buf);
-    return rc;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void config_for(Config *cfg, const char *dataset, const char *path) {
-    memset(cfg, 0, sizeof *cfg);
-    copy_string(cfg->dataset, sizeof cfg->dataset, dataset);
-    copy_string(cfg->data_path, sizeof cfg->data_path, path);
-    cfg->seed = 1234;
-    cfg->synthetic_count = 512;
-    cfg->synthetic_channels = 3;
-    cfg->synthetic_size = 32;
-}
-
-// Naive double-precision mean and variance of x / 255 - 0.5.
-static void naive_stats(const Dataset *ds, double *mean, double *var) {
-    size_t n = (size_t)ds->count * ds->channels * ds->height * ds->width;
-    double s = 0.0, s2 = 0.0;
-    for (size_t i = 0; i < n; i++) s += ds->pixels[i] / 255.0 - 0.5;
-    *mean = s / (double)n;
-    for (size_t i = 0; i < n; i++) {
-        double d = ds->pixels[i] / 255.0 - 0.5 - *mean;
-        s2 += d * d;
-    }
-    *var = s2 / (double)n;
-}
+// mean/variance against a naive loop; batch scaling; a table of bad files, each with the text its
+// error must contain; and the real Fashion-MNIST when it is installed. (Synthetic data:
+// test_io_synthetic.c; PNG grids: test_io_png.c.)
+#include "dataset_fixture.h"
 
 // ---- round trips ----------------------------------------------------------------------------
 
@@ -203,106 +100,6 @@ static void test_cifar_round_trip(TestCounts *c, const char *dir) {
            test.labels[0], test.labels[3]);
     dataset_free(&train);
     dataset_free(&test);
-}
-
-// ---- synthetic --------------------------------------------------------------------------------
-
-static void test_synthetic(TestCounts *c, int *skipped) {
-    Dataset a, b, other, prefix;
-    dataset_make_synthetic(7, 16, 3, 32, &a);
-    dataset_make_synthetic(7, 16, 3, 32, &b);
-    dataset_make_synthetic(8, 16, 3, 32, &other);
-    dataset_make_synthetic(7, 4, 3, 32, &prefix);
-    size_t image = 3 * 32 * 32;
-    EXPECT(c, a.count == 16 && a.channels == 3 && a.height == 32 && a.width == 32 && a.labels == NULL,
-           "synthetic shape %lld x %d x %d x %d", (long long)a.count, a.channels, a.height, a.width);
-    EXPECT(c, memcmp(a.pixels, b.pixels, 16 * image) == 0, "same seed gave different images");
-    EXPECT(c, memcmp(a.pixels, prefix.pixels, 4 * image) == 0,
-           "image i depends on the count, not only on (seed, i)");
-    int all_differ = 1, distinct_in_set = 1;
-    for (int i = 0; i < 16; i++) {
-        all_differ &= memcmp(a.pixels + i * image, other.pixels + i * image, image) != 0;
-        if (i > 0) distinct_in_set &= memcmp(a.pixels + i * image, a.pixels + (i - 1) * image, image) != 0;
-    }
-    EXPECT(c, all_differ, "seeds 7 and 8 gave an identical image");
-    EXPECT(c, distinct_in_set, "consecutive images are identical");
-
-    // Range and structure: not constant, not saturated, smooth (neighbours close; noise would be ~85).
-    int levels[256] = {0};
-    size_t n = 16 * image, clipped = 0;
-    double neighbour_diff = 0.0;
-    size_t neighbour_count = 0;
-    for (size_t i = 0; i < n; i++) {
-        levels[a.pixels[i]] = 1;
-        clipped += a.pixels[i] == 0 || a.pixels[i] == 255;
-        if (i % 32 != 31) {
-            neighbour_diff += abs((int)a.pixels[i + 1] - (int)a.pixels[i]);
-            neighbour_count++;
-        }
-    }
-    int distinct = 0;
-    for (int v = 0; v < 256; v++) distinct += levels[v];
-    EXPECT(c, distinct >= 128, "only %d distinct pixel values in 16 synthetic images", distinct);
-    EXPECT(c, clipped < n / 5, "%zu of %zu synthetic pixels are clipped to 0 or 255", clipped, n);
-    double mean_diff = neighbour_diff / (double)neighbour_count;
-    EXPECT(c, mean_diff < 6.0 && mean_diff > 0.1, "mean |horizontal neighbour difference| %.2f: not smooth images",
-           mean_diff);
-    EXPECT(c, a.variance > 0.01 && a.variance < 0.25, "synthetic variance %g", a.variance);
-    double mean, var;
-    naive_stats(&a, &mean, &var);
-    EXPECT(c, test_close(a.variance, var, 1e-12, 0), "synthetic variance %.17g, naive %.17g", a.variance, var);
-    dataset_free(&a);
-    dataset_free(&b);
-    dataset_free(&other);
-    dataset_free(&prefix);
-
-    // One channel works too.
-    Dataset gray;
-    dataset_make_synthetic(3, 2, 1, 28, &gray);
-    EXPECT(c, gray.channels == 1 && gray.height == 28 && gray.variance > 0.005, "1-channel synthetic: %d ch, var %g",
-           gray.channels, gray.variance);
-    dataset_free(&gray);
-
-    // Cheap: thousands of images well under a second (the bound is loose for valgrind).
-    double t0 = wall_time_seconds();
-    Dataset big;
-    dataset_make_synthetic(1, 4096, 3, 32, &big);
-    double seconds = wall_time_seconds() - t0;
-    printf("synthetic: 4096 images of 3x32x32 in %.3f s\n", seconds);
-    // Natively ~0.1-0.2 s; the bound leaves room for sanitizers and a loaded machine. Under valgrind
-    // (which preloads its vgpreload_*.so) everything is ~100x slower: no bound there.
-    const char *preload = getenv("LD_PRELOAD");
-    if (preload && strstr(preload, "vgpreload"))
-        TEST_SKIP(skipped, "synthetic: the speed bound (running under valgrind, ~100x slower)");
-    else
-        EXPECT(c, seconds < 2.0, "4096 synthetic images took %.2f s, expected well under a second", seconds);
-    dataset_free(&big);
-
-    // dataset_load: train and test from different index ranges.
-    Config cfg;
-    config_for(&cfg, "synthetic", "/nonexistent");
-    Dataset train, test;
-    char err[1024] = "";
-    int rc = dataset_load(&cfg, &train, &test, err, sizeof err);
-    EXPECT(c, rc == 0, "synthetic dataset_load: %s", err);
-    if (rc != 0) return;
-    EXPECT(c, train.count == 512 && test.count == 64, "synthetic counts %lld / %lld, expected 512 / 64",
-           (long long)train.count, (long long)test.count);
-    int shared = 0;
-    for (int64_t i = 0; i < test.count; i++)
-        for (int64_t j = 0; j < train.count; j++)
-            shared += memcmp(test.pixels + i * image, train.pixels + j * image, image) == 0;
-    EXPECT(c, shared == 0, "%d test images also appear in the training set", shared);
-    dataset_free(&train);
-    dataset_free(&test);
-    cfg.synthetic_count = 1600;
-    rc = dataset_load(&cfg, &train, &test, err, sizeof err);
-    EXPECT(c, rc == 0 && test.count == 200, "synthetic test count %lld for 1600 training images, expected 200",
-           (long long)test.count);
-    if (rc == 0) {
-        dataset_free(&train);
-        dataset_free(&test);
-    }
 }
 
 static void test_fill_batch(TestCounts *c) {
@@ -597,80 +394,6 @@ static void test_bad_files(TestCounts *c, const char *dir) {
     }
 }
 
-// ---- PNG --------------------------------------------------------------------------------------
-
-static void test_png(TestCounts *c, const char *dir) {
-    // 5 RGB images of 8x6 in 3 columns: (3 * (6 + 2) + 2) x (2 * (8 + 2) + 2) = 26 x 22 pixels.
-    enum { N = 5, C = 3, H = 8, W = 6 };
-    float *images = xmalloc(sizeof(float) * N * C * H * W);
-    for (int i = 0; i < N * C * H * W; i++) images[i] = (float)(i % 17) / 16.0f - 0.5f;
-    images[0] = -3.0f;  // clamped to 0
-    images[1] = 3.0f;   // clamped to 255
-    char path[512], tmp[600], err[1024] = "";
-    snprintf(path, sizeof path, "%s/grid.png", dir);
-    int rc = png_write_grid(path, images, N, C, H, W, 3, err, sizeof err);
-    EXPECT(c, rc == 0, "png_write_grid: %s", err);
-    size_t n = 0;
-    uint8_t *bytes = read_bytes(path, &n);
-    static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    EXPECT(c, bytes && n > 8 && memcmp(bytes, signature, 8) == 0, "'%s' does not start with the PNG signature", path);
-    free(bytes);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    EXPECT(c, access(tmp, F_OK) != 0, "'%s' was left behind", tmp);
-
-    png_image image;
-    memset(&image, 0, sizeof image);
-    image.version = PNG_IMAGE_VERSION;
-    if (png_image_begin_read_from_file(&image, path)) {
-        EXPECT(c, image.width == 26 && image.height == 22, "PNG is %ux%u, expected 26x22", image.width, image.height);
-        EXPECT(c, image.format & PNG_FORMAT_FLAG_COLOR, "3-channel grid was not written as colour");
-        image.format = PNG_FORMAT_RGB;
-        uint8_t *rgb = xmalloc(PNG_IMAGE_SIZE(image));
-        if (png_image_finish_read(&image, NULL, rgb, 0, NULL)) {
-            // Border at (0, 0); image 0 starts at (2, 2): its red plane's first two values clamp.
-            const uint8_t *corner = rgb, *first = rgb + (2 * 26 + 2) * 3;
-            EXPECT(c, corner[0] == 128 && corner[1] == 128 && corner[2] == 128, "border pixel %d %d %d", corner[0],
-                   corner[1], corner[2]);
-            EXPECT(c, first[0] == 0, "pixel -3.0 written as %d, expected 0", first[0]);
-            EXPECT(c, first[3] == 255, "pixel 3.0 written as %d, expected 255", first[3]);
-            // Image 4 (row 1, column 1) at x = 2 + 8, y = 2 + 10; green plane value 0 of image 4.
-            int idx = 4 * C * H * W + 1 * H * W;
-            float v = images[idx] + 0.5f;
-            uint8_t want = (uint8_t)(v * 255.0f + 0.5f);
-            const uint8_t *p = rgb + ((2 + 10) * 26 + (2 + 8)) * 3;
-            EXPECT(c, p[1] == want, "image 4 green (0,0) written as %d, expected %d", p[1], want);
-        } else {
-            EXPECT(c, 0, "libpng could not read '%s' back: %s", path, image.message);
-        }
-        free(rgb);
-    } else {
-        EXPECT(c, 0, "libpng could not read '%s': %s", path, image.message);
-    }
-
-    // Gray for one channel.
-    snprintf(path, sizeof path, "%s/gray.png", dir);
-    rc = png_write_grid(path, images, 4, 1, 8, 6, 8, err, sizeof err);
-    EXPECT(c, rc == 0, "gray png_write_grid: %s", err);
-    memset(&image, 0, sizeof image);
-    image.version = PNG_IMAGE_VERSION;
-    if (png_image_begin_read_from_file(&image, path)) {
-        EXPECT(c, image.width == 4 * 8 + 2 && image.height == 12 && !(image.format & PNG_FORMAT_FLAG_COLOR),
-               "gray PNG is %ux%u format %u, expected 34x12 gray", image.width, image.height, image.format);
-        png_image_free(&image);
-    } else {
-        EXPECT(c, 0, "libpng could not read '%s': %s", path, image.message);
-    }
-
-    // Errors: a missing folder, and an unsupported channel count.
-    snprintf(path, sizeof path, "%s/no-such-folder/grid.png", dir);
-    rc = png_write_grid(path, images, N, C, H, W, 3, err, sizeof err);
-    EXPECT(c, rc == -1 && strstr(err, "no-such-folder/grid.png.tmp") && strstr(err, "No such file"),
-           "PNG into a missing folder: rc %d, err %s", rc, err);
-    rc = png_write_grid(path, images, N, 2, H, W, 3, err, sizeof err);
-    EXPECT(c, rc == -1 && strstr(err, "2 channels"), "PNG with 2 channels: rc %d, err %s", rc, err);
-    free(images);
-}
-
 // ---- the real Fashion-MNIST, when installed ---------------------------------------------------
 
 static void test_fashion_mnist(TestCounts *c, int *skipped) {
@@ -723,17 +446,12 @@ int main(void) {
     TestCounts c = {0, 0};
     int skipped = 0;
     char dir[] = "/tmp/test_io_dataset.XXXXXX";
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    make_test_dir(dir);
     test_idx_round_trip(&c, dir);
     test_cifar_round_trip(&c, dir);
-    test_synthetic(&c, &skipped);
     test_fill_batch(&c);
     test_bad_files(&c, dir);
-    test_png(&c, dir);
     test_fashion_mnist(&c, &skipped);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    remove_test_dir(dir);
     return test_finish_skipped("test_io_dataset", &c, skipped);
 }

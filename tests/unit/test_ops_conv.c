@@ -130,6 +130,38 @@ static void note(double *worst, double err) {
     if (err > *worst || isnan(err)) *worst = err;
 }
 
+// The forward and the gradients of the implementation (out, din, dw, dbias) against the double
+// reference of the same inputs (r is the output's gradient).
+static void compare_with_reference(TestCounts *c, const ConvShape *shape, const char *name, const float *in,
+                                   const float *w, const float *bias, const float *r, const float *out,
+                                   const float *din, const float *dw, const float *dbias, Worst *worst) {
+    ConvShape s = *shape;
+    size_t n_in = conv_in_count(&s), n_out = conv_out_count(&s), n_w = conv_weight_count(&s);
+    size_t n_b = (size_t)s.out_channels;
+    double *ref_out = xcalloc(n_out, sizeof(double)), *ref_din = xcalloc(n_in, sizeof(double));
+    double *ref_dw = xcalloc(n_w, sizeof(double)), *ref_db = xcalloc(n_b, sizeof(double));
+    ref_conv(&s, in, w, bias, ref_out, r, ref_din, ref_dw, ref_db);
+    float *f_out = to_float(ref_out, n_out), *f_din = to_float(ref_din, n_in), *f_dw = to_float(ref_dw, n_w);
+    float *f_db = to_float(ref_db, n_b);
+
+    double e = test_max_rel_error(out, f_out, n_out);
+    note(&worst->fwd, e);
+    EXPECT(c, e <= REF_TOL, "%s: forward rel error %.3g > %.3g", name, e, REF_TOL);
+    e = test_max_rel_error(din, f_din, n_in);
+    note(&worst->din, e);
+    EXPECT(c, e <= REF_TOL, "%s: din rel error %.3g > %.3g", name, e, REF_TOL);
+    e = test_max_rel_error(dw, f_dw, n_w);
+    note(&worst->dw, e);
+    EXPECT(c, e <= REF_TOL, "%s: dweight rel error %.3g > %.3g", name, e, REF_TOL);
+    if (s.has_bias) {
+        e = test_max_rel_error(dbias, f_db, n_b);
+        note(&worst->dbias, e);
+        EXPECT(c, e <= REF_TOL, "%s: dbias rel error %.3g > %.3g", name, e, REF_TOL);
+    }
+
+    free(ref_out), free(ref_din), free(ref_dw), free(ref_db), free(f_out), free(f_din), free(f_dw), free(f_db);
+}
+
 static void check_shape(TestCounts *c, OpsContext *ctx, ConvShape s, const char *name, uint64_t seed, Worst *worst) {
     ConvShape prepared = s;
     prepared.plan = 1234;
@@ -167,26 +199,7 @@ static void check_shape(TestCounts *c, OpsContext *ctx, ConvShape s, const char 
     ctx->ops->conv_forward(ctx, &s, in, w, bias, out);
     ctx->ops->conv_backward(ctx, &s, in, w, r, din, dw, dbias);
 
-    double *ref_out = xcalloc(n_out, sizeof(double)), *ref_din = xcalloc(n_in, sizeof(double));
-    double *ref_dw = xcalloc(n_w, sizeof(double)), *ref_db = xcalloc(n_b, sizeof(double));
-    ref_conv(&s, in, w, bias, ref_out, r, ref_din, ref_dw, ref_db);
-    float *f_out = to_float(ref_out, n_out), *f_din = to_float(ref_din, n_in), *f_dw = to_float(ref_dw, n_w);
-    float *f_db = to_float(ref_db, n_b);
-
-    double e = test_max_rel_error(out, f_out, n_out);
-    note(&worst->fwd, e);
-    EXPECT(c, e <= REF_TOL, "%s: forward rel error %.3g > %.3g", name, e, REF_TOL);
-    e = test_max_rel_error(din, f_din, n_in);
-    note(&worst->din, e);
-    EXPECT(c, e <= REF_TOL, "%s: din rel error %.3g > %.3g", name, e, REF_TOL);
-    e = test_max_rel_error(dw, f_dw, n_w);
-    note(&worst->dw, e);
-    EXPECT(c, e <= REF_TOL, "%s: dweight rel error %.3g > %.3g", name, e, REF_TOL);
-    if (s.has_bias) {
-        e = test_max_rel_error(dbias, f_db, n_b);
-        note(&worst->dbias, e);
-        EXPECT(c, e <= REF_TOL, "%s: dbias rel error %.3g > %.3g", name, e, REF_TOL);
-    }
+    compare_with_reference(c, &s, name, in, w, bias, r, out, din, dw, dbias, worst);
 
     // Deterministic: a second forward is bitwise equal. din = NULL (a first layer) gives the same
     // dweight and dbias.
@@ -200,7 +213,7 @@ static void check_shape(TestCounts *c, OpsContext *ctx, ConvShape s, const char 
     if (db2) EXPECT(c, memcmp(dbias, db2, n_b * sizeof(float)) == 0, "%s: dbias differs with din = NULL", name);
 
     // Finite differences of the implementation's forward at sampled entries.
-    e = fd_check(ctx, &s, in, w, bias, in, n_in, din, out2, r, seed * 3 + 0);
+    double e = fd_check(ctx, &s, in, w, bias, in, n_in, din, out2, r, seed * 3 + 0);
     note(&worst->fd, e);
     EXPECT(c, e <= FD_TOL, "%s: finite-difference din error %.3g > %.3g", name, e, FD_TOL);
     e = fd_check(ctx, &s, in, w, bias, w, n_w, dw, out2, r, seed * 3 + 1);
@@ -213,8 +226,7 @@ static void check_shape(TestCounts *c, OpsContext *ctx, ConvShape s, const char 
     }
 
     free(in), free(w), free(bias), free(r), free(out), free(out2), free(din), free(dw), free(dw2), free(dbias);
-    free(db2), free(ref_out), free(ref_din), free(ref_dw), free(ref_db), free(f_out), free(f_din), free(f_dw);
-    free(f_db);
+    free(db2);
 }
 
 typedef struct {

@@ -5,7 +5,7 @@
 // 1 and with 2 threads, twice (cpu_conv_internal.h says why it should).
 //
 // Shapes: every layer of the resnet arch for configs/cifar.yaml, configs/fashion_mnist.yaml and
-// configs/smoke.yaml (src/model/vqvae.c builds them from these sizes), the small MNIST model
+// configs/smoke.yaml (src/model/arch_resnet.c builds them from these sizes), the small MNIST model
 // (28 -> 14 -> 7 -> 1 and back, output_padding 1), and 3x3 p1, 1x1 and 3x3 s2 p0 convolutions at
 // 32x32 and 16x16 with 64-128 channels. Batch 10: chunks of 3 and a last one of 1, so both of a
 // oneDNN plan's chunk sizes run.
@@ -40,7 +40,7 @@ static void add(Cases *cs, const char *name, int cin, int h, int cout, int k, in
     c->transposed = transposed, c->bias = bias, c->output_padding = output_padding;
 }
 
-// The resnet arch's layers for images of `channels` x size x size (src/model/vqvae.c).
+// The resnet arch's layers for images of `channels` x size x size (src/model/arch_resnet.c).
 static void add_resnet(Cases *cs, const char *preset, int channels, int size, int h, int rh, int d) {
     char n[32];
     snprintf(n, sizeof n, "%s", preset);

@@ -186,7 +186,10 @@ static void test_mse(OpsContext *ctx, TestCounts *c) {
         free(d);
     }
     printf("mse: forward vs double max rel %.2g, backward max rel %.2g\n", worst_fwd, worst_bwd);
+}
 
+// The gradient against finite differences, the accumulation in double, n = 0 and NaN.
+static void test_mse_edge_cases(OpsContext *ctx, TestCounts *c) {
     {   // Central finite differences of L = scale * mse_forward on a small case (L is quadratic in
         // each element, so the central difference is exact up to the float rounding of L).
         enum { N = 16 };
@@ -281,6 +284,7 @@ int main(void) {
     test_add_scale_fill(&ctx, &c);
     test_permute(&ctx, &c);
     test_mse(&ctx, &c);
+    test_mse_edge_cases(&ctx, &c);
     test_sum_squares(&ctx, &c);
     cpu_context_destroy(&ctx);
     return test_finish("test_ops_elementwise", &c);

@@ -1,13 +1,14 @@
 """ckpt_edit.py: damage or edit a vqvae_dist checkpoint for the script tests.
 
   ckpt_edit.py reseal FILE                 rewrite the whole-file checksum header (docs/CHECKPOINT.md)
+  ckpt_edit.py unseal FILE                 zero the header, as in a file from before the checksums
   ckpt_edit.py flip-heap FILE              flip a byte in the global heap (string attributes), no reseal
   ckpt_edit.py flip-text FILE OLD NEW      replace bytes OLD by NEW (same length) in place, no reseal
   ckpt_edit.py drop-optim FILE             delete /optim (h5py), reseal
   ckpt_edit.py poison-optim FILE           make one exp_avg_sq value negative (h5py), reseal
   ckpt_edit.py newer-config FILE VERSION   add a key this program does not know to the stored config and
                                            set program_version (h5py), reseal
-Only `reseal`, `flip-heap` and `flip-text` work without h5py.
+Only `reseal`, `unseal`, `flip-heap` and `flip-text` work without h5py.
 """
 import sys
 import zlib
@@ -31,6 +32,10 @@ def flip_at(path, offset):
 def main(cmd, path, *args):
     if cmd == "reseal":
         reseal(path)
+    elif cmd == "unseal":
+        data = bytearray(open(path, "rb").read())
+        data[:HEADER] = bytes(HEADER)
+        open(path, "wb").write(data)
     elif cmd == "flip-heap":
         at = open(path, "rb").read().find(b"GCOL")
         if at < 0:
