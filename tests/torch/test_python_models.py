@@ -198,10 +198,12 @@ def test_small_forward():
     check('small: forward codes = encode_codes (row order N, H, W, G)', torch.equal(flat_codes, codes.flatten()))
     q = E[want].reshape(3, 64, 1, 1)
     err = rel_err(recon, small_decoder_functional(sd, q))
-    check('small: forward = functional restatement (convs, ReLU, output_padding 1, Sigmoid)', err < 1e-6,
+    # 1e-5: float32 convolutions may take another algorithm (and summation order) under another
+    # thread count; a wrong layer is off by far more (measured 1.2e-6 under a loaded ctest -j3)
+    check('small: forward = functional restatement (convs, ReLU, output_padding 1, Sigmoid)', err < 1e-5,
           f'rel err {err:.2e}')
     err = rel_err(model.decode_codes(codes).detach(), recon)
-    check('small: decode_codes(codes) = the forward reconstruction', err < 1e-6, f'rel err {err:.2e}')
+    check('small: decode_codes(codes) = the forward reconstruction', err < 1e-5, f'rel err {err:.2e}')
     out = model.train().loss(x)
     mse = float(F.mse_loss(out['recon'], x))
     latent = float(((q - z) ** 2).mean())
