@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # test_codebook_resume.sh: resuming across the pretrain/quantize boundary is bit-exact
 # (docs/CODEBOOK.md). configs/smoke.yaml, N=24 steps, train.pretrain_steps=P=10, dead-code restart
-# on (threshold 2: kmeans restarts 4 codes at steps 11-22, data 47 over steps 11-24), for
-# quantizer.init kmeans and data. The reference runs straight to N (one checkpoint, at the end). Another run writes a
-# checkpoint every 2 steps; it is resumed (--resume PATH, into a fresh checkpoint.dir) from step
+# on for ema (threshold 2: kmeans restarts 4 codes at steps 11-22, data 47 over steps 11-24), for
+# ema with quantizer.init kmeans and data, and vq with kmeans. The reference runs straight to N
+# (one checkpoint, at the end). Another run writes a checkpoint every 2 steps; it is resumed (--resume PATH, into a fresh checkpoint.dir) from step
 #   6   inside the pretraining (the init is still to come),
 #   10  = P: the pretraining is done, the init runs first thing after the resume,
 #   16  after the init (the codebook and EMA state come from the checkpoint),
@@ -13,25 +13,29 @@
 source "$(dirname "$0")/lib/common.sh"
 N=24
 P=10
-common=(--config "$SMOKE" train.device=cpu train.threads=1 train.steps=$N train.pretrain_steps=$P
-        quantizer.dead_code_threshold=2 log.every=2 checkpoint.keep=20)
+common=(--config "$SMOKE" train.device=cpu train.threads=1 train.steps=$N train.pretrain_steps=$P log.every=2
+        checkpoint.keep=20)
 ckpt() { printf '%s/ckpt_%08d.h5' "$1" "$2"; }
 
-for init in kmeans data; do
-    echo "=== quantizer.init=$init"
+for case in ema:kmeans ema:data vq:kmeans; do
+    q=${case%:*} init=${case#*:}
+    run=(quantizer.type=$q quantizer.init=$init)
+    [ $q = ema ] && run+=(quantizer.dead_code_threshold=2)
+    init=$q-$init   # the case's name from here on
+    echo "=== ${run[*]}"
     ref="$WORK/$init-ref"
-    "$VQVAE_BIN" train "${common[@]}" quantizer.init=$init checkpoint.every=0 checkpoint.dir="$ref" \
-        >"$ref.log" 2>&1
+    "$VQVAE_BIN" train "${common[@]}" "${run[@]}" checkpoint.every=0 checkpoint.dir="$ref" >"$ref.log" 2>&1
     check "$init: reference run" [ $? -eq 0 ] || continue
     want_restarts=$(metric "$ref/metrics.jsonl" train restarts)
-    check "$init: the reference restarted codes (got ${want_restarts:-none})" [ "${want_restarts:-0}" -gt 0 ]
+    if [ $q = ema ]; then
+        check "$init: the reference restarted codes (got ${want_restarts:-none})" [ "${want_restarts:-0}" -gt 0 ]
+    fi
     parts="$WORK/$init-parts"
-    "$VQVAE_BIN" train "${common[@]}" quantizer.init=$init checkpoint.every=2 checkpoint.dir="$parts" \
-        >"$parts.log" 2>&1
+    "$VQVAE_BIN" train "${common[@]}" "${run[@]}" checkpoint.every=2 checkpoint.dir="$parts" >"$parts.log" 2>&1
     check "$init: run with a checkpoint every 2 steps" [ $? -eq 0 ] || continue
     for at in 6 $P 16; do
         dir="$WORK/$init-from$at"
-        "$VQVAE_BIN" train "${common[@]}" quantizer.init=$init checkpoint.every=0 checkpoint.dir="$dir" \
+        "$VQVAE_BIN" train "${common[@]}" "${run[@]}" checkpoint.every=0 checkpoint.dir="$dir" \
             --resume "$(ckpt "$parts" $at)" >"$dir.log" 2>&1
         check "$init from step $at: resumed run" [ $? -eq 0 ] || continue
         check "$init from step $at: resumed at step $at" grep -q "resumed from .*: step $at," "$dir.log"

@@ -2,8 +2,8 @@
 # test_mpi_codebook.sh: the codebook techniques of docs/CODEBOOK.md are the same on every rank
 # and for every world size at the same global batch (GLOBAL images: np=1 x 48, np=2 x 24, np=3 x 16)
 # on configs/smoke.yaml (K=32, D=8, 16 latents per image).
-#   (a) k-means init (quantizer.init=kmeans, 2304 encoder outputs = 3 global batches), once at
-#       step 0 and once after 5 pretraining steps: the codebook right after the init (dumped by
+#   (a) k-means init (quantizer.init=kmeans, 2304 encoder outputs = 3 global batches), ema at
+#       step 0 and after 5 pretraining steps, vq after 5 pretraining steps: the codebook right after the init (dumped by
 #       every rank, VQ_TEST_DUMP_CODEBOOK) is bitwise the same on all ranks of a run, and within
 #       INIT_TOL (max|a-b| / max|b|) of np=1's. Measured: 1.9e-7 (np=2, np=3, both cases): the
 #       Lloyd sums are reduced in another order, nothing else differs. A vector assigned to
@@ -47,25 +47,28 @@ train() {
 compare_f32() { "$PY" "$here/lib/compare_f32.py" "$@"; }
 
 echo "=== (a) the codebook right after the k-means init"
-for p in 0 5; do
+for case in ema:0 ema:5 vq:5; do
+    q=${case%:*} p=${case#*:}
+    what="$q, init at step $p"
     for np in 1 2 3; do
-        train "init-p$p-np$np" $np $((p + 1)) train.pretrain_steps=$p
-        check "init at step $p, np=$np: runs" [ $? -eq 0 ] || continue
-        check "init at step $p, np=$np: k-means ran at step $p" \
-            grep -q "kmeans: $K codes from 2304 encoder outputs (3 global batches) at step $p:" "$WORK/init-p$p-np$np.log"
+        name=init-$q-p$p-np$np
+        train $name $np $((p + 1)) quantizer.type=$q train.pretrain_steps=$p
+        check "$what, np=$np: runs" [ $? -eq 0 ] || continue
+        check "$what, np=$np: k-means ran at step $p" \
+            grep -q "kmeans: $K codes from 2304 encoder outputs (3 global batches) at step $p:" "$WORK/$name.log"
         for ((r = 1; r < np; r++)); do
-            check "init at step $p, np=$np: rank $r's codebook is bitwise rank 0's" \
-                compare_f32 "$WORK/init-p$p-np$np.rank$r" "$WORK/init-p$p-np$np.rank0" 0 $D
+            check "$what, np=$np: rank $r's codebook is bitwise rank 0's" \
+                compare_f32 "$WORK/$name.rank$r" "$WORK/$name.rank0" 0 $D
         done
     done
     for np in 2 3; do
-        check "init at step $p: np=$np within $INIT_TOL of np=1" \
-            compare_f32 "$WORK/init-p$p-np$np.rank0" "$WORK/init-p$p-np1.rank0" $INIT_TOL $D
+        check "$what: np=$np within $INIT_TOL of np=1" \
+            compare_f32 "$WORK/init-$q-p$p-np$np.rank0" "$WORK/init-$q-p$p-np1.rank0" $INIT_TOL $D
     done
 done
 train init-iters9 1 6 train.pretrain_steps=5 quantizer.kmeans_iters=9
 check "control: kmeans_iters=9 runs" [ $? -eq 0 ]
-if compare_f32 "$WORK/init-iters9.rank0" "$WORK/init-p5-np1.rank0" $INIT_TOL $D; then
+if compare_f32 "$WORK/init-iters9.rank0" "$WORK/init-ema-p5-np1.rank0" $INIT_TOL $D; then
     fail "control: one Lloyd iteration less stays within $INIT_TOL: the tolerance cannot tell codebooks apart"
 else
     pass "control: one Lloyd iteration less is beyond $INIT_TOL"
