@@ -6,8 +6,9 @@
 
 // ---- ReLU ------------------------------------------------------------------------------------
 
-int build_relu(Net *net, const char *name, int x, int inplace) {
-    int layer = net_add_layer(net, LAYER_RELU, name);
+// One element-wise layer of `kind` on x: written over x (inplace) or into a new slot of x's shape.
+static int build_elementwise(Net *net, LayerKind kind, const char *name, int x, int inplace) {
+    int layer = net_add_layer(net, kind, name);
     int y = x;
     if (!inplace) {
         const Slot *s = &net->slots[x];
@@ -17,6 +18,10 @@ int build_relu(Net *net, const char *name, int x, int inplace) {
     net_layer_input(net, layer, x);
     net_layer_output(net, layer, y);
     return y;
+}
+
+int build_relu(Net *net, const char *name, int x, int inplace) {
+    return build_elementwise(net, LAYER_RELU, name, x, inplace);
 }
 
 static void relu_forward(Net *net, Layer *L) { net->ctx->ops->relu_forward(net->ctx, L->x[0], L->y, L->count); }
@@ -69,15 +74,7 @@ const LayerImpl layer_add_impl = {
 
 // ---- SiLU (the groupnorm arch) -----------------------------------------------------------------
 
-int build_silu(Net *net, const char *name, int x) {
-    const Slot *s = &net->slots[x];
-    int layer = net_add_layer(net, LAYER_SILU, name);
-    int y = net_slot(net, name, SLOT_F32, 1, s->ndim, s->dims);
-    net->layers[layer].count = s->count;
-    net_layer_input(net, layer, x);
-    net_layer_output(net, layer, y);
-    return y;
-}
+int build_silu(Net *net, const char *name, int x) { return build_elementwise(net, LAYER_SILU, name, x, 0); }
 
 static void silu_forward(Net *net, Layer *L) { net->ctx->ops->silu_forward(net->ctx, L->x[0], L->y, L->count); }
 
@@ -139,16 +136,7 @@ const LayerImpl layer_dropout_impl = {
 // ---- sigmoid (the small arch's last decoder layer) ----------------------------------------------
 
 int build_sigmoid(Net *net, const char *name, int x, int inplace) {
-    int layer = net_add_layer(net, LAYER_SIGMOID, name);
-    int y = x;
-    if (!inplace) {
-        const Slot *s = &net->slots[x];
-        y = net_slot(net, name, SLOT_F32, 1, s->ndim, s->dims);
-    }
-    net->layers[layer].count = net->slots[x].count;
-    net_layer_input(net, layer, x);
-    net_layer_output(net, layer, y);
-    return y;
+    return build_elementwise(net, LAYER_SIGMOID, name, x, inplace);
 }
 
 static void sigmoid_forward(Net *net, Layer *L) {
