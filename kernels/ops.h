@@ -51,10 +51,15 @@ size_t conv_out_count(const ConvShape *s);      // batch*out*ho*wo
 
 typedef struct OpsContext OpsContext;
 
+// How gather_images maps a byte to a pixel value (data.range; the io layer's DataRange has the
+// same values).
+typedef enum { PIXELS_CENTERED = 0, PIXELS_UNIT = 1, PIXELS_SYMMETRIC = 2 } PixelRange;
+
 // The CPU backend's convolution engine (train.cpu_conv): oneDNN primitives, or im2col + OpenBLAS
 // sgemm (the reference the tests compare oneDNN with). Both are bit-reproducible for any thread
 // count (kernels/cpu/cpu_conv_internal.h).
 typedef enum { CPU_CONV_ONEDNN = 0, CPU_CONV_IM2COL = 1 } CpuConv;
+
 // "onednn" | "im2col" | "auto" (onednn when the build has it, else im2col); fatal otherwise, and
 // for onednn in a build without oneDNN.
 CpuConv cpu_conv_from_name(const char *name);
@@ -211,11 +216,12 @@ typedef struct Ops {
     void (*step_commit)(OpsContext *ctx, StepState *state, const float *grad_sumsq, const AdamHyper *hyper);
 
     // ---- data -----------------------------------------------------------------------------
-    // The dataset lives on the device as uint8 (uploaded once with to_device). For i < n:
-    //   out[i] = float(pixels[perm[offset + i]]) / 255 - 0.5   (image_elems values per image)
+    // The dataset lives on the device as uint8 (uploaded once with to_device). For i < n, with
+    // x = float(pixels[perm[offset + i]]) / 255 (image_elems values per image):
+    //   out[i] = x - 0.5 (PIXELS_CENTERED), x (PIXELS_UNIT), (x - 0.5) / 0.5 (PIXELS_SYMMETRIC)
     // with the same float ops as dataset_fill_batch, so both give identical batches.
     void (*gather_images)(OpsContext *ctx, const uint8_t *pixels, const int32_t *perm, int64_t offset, int n,
-                          size_t image_elems, float *out);
+                          size_t image_elems, PixelRange range, float *out);
 
     // ---- CUDA graphs (NULL on backends without them) --------------------------------------
     // graph_begin starts capturing the context's stream; the ops called until graph_end are

@@ -68,6 +68,8 @@ static const CommandSpec COMMANDS[] = {
     {"decode", OPT_CHECKPOINT | OPT_CODES | OPT_OUT | OPT_COUNT | OPT_ROWS | OPT_COLS | OPT_SCALE,
      OPT_CHECKPOINT | OPT_CODES | OPT_OUT, 1, command_decode,
      "write a PNG of the images the decoder makes from a codes file's first codes"},
+    {"sample", OPT_CHECKPOINT | OPT_OUT | OPT_COUNT | OPT_ROWS | OPT_COLS | OPT_SCALE, OPT_CHECKPOINT | OPT_OUT, 1,
+     command_sample, "write a PNG of a VAE's decoder on --count (default 64) draws of z ~ N(0, I) (seed: train.seed)"},
     {"info", OPT_CHECKPOINT, OPT_CHECKPOINT, 0, command_info, "print a checkpoint's summary (also: info PATH)"},
     {"debug-step", OPT_CONFIG | OPT_OUT, OPT_OUT, 1, command_debug_step,
      "one training step with every input, gradient and result dumped to HDF5 files in --out (parity tests)"},

@@ -67,7 +67,7 @@ void cpu_step_commit(OpsContext *ctx, StepState *state, const float *grad_sumsq,
 
 // cpu_data.c
 void cpu_gather_images(OpsContext *ctx, const uint8_t *pixels, const int32_t *perm, int64_t offset, int n,
-                       size_t image_elems, float *out);
+                       size_t image_elems, PixelRange range, float *out);
 
 // cpu_norm.c
 void cpu_group_norm_forward(OpsContext *ctx, const float *x, const float *gamma, const float *beta, int n, int c,

@@ -161,7 +161,7 @@ void cuda_graph_destroy(OpsContext *ctx);
 
 // cuda_data.cu
 void cuda_gather_images(OpsContext *ctx, const uint8_t *pixels, const int32_t *perm, int64_t offset, int n,
-                        size_t image_elems, float *out);
+                        size_t image_elems, PixelRange range, float *out);
 
 // cuda_norm.cu
 void cuda_group_norm_forward(OpsContext *ctx, const float *x, const float *gamma, const float *beta, int n, int c,

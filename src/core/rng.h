@@ -12,6 +12,7 @@ typedef enum {
     RNG_PURPOSE_CODEBOOK = 4,    // data-driven codebook init (a = step)
     RNG_PURPOSE_RESTART = 5,     // dead-code restart (a = step, b = code)
     RNG_PURPOSE_KMEANS = 6,      // k-means++ seeding of the codebook
+    RNG_PURPOSE_SAMPLE = 7,      // `sample`: a VAE's z ~ N(0, I) (a = sample index)
     RNG_PURPOSE_TEST = 99,       // tests only
 } RngPurpose;
 

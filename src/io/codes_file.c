@@ -219,7 +219,25 @@ cleanup:
     return rc;
 }
 
+// A VAE's file: /mean [N, L] (what decode needs) and the labels.
+static int read_vae_arrays(hid_t f, CodesFile *cf, const CkptCtx *cx) {
+    hsize_t dims[2] = {0, 0}, label_dims[1] = {0};
+    if (read_array(f, "mean", H5T_NATIVE_FLOAT, 2, dims, (void **)&cf->mean, cx) != 0 ||
+        read_array(f, "labels", H5T_NATIVE_UINT8, 1, label_dims, (void **)&cf->labels, cx) != 0)
+        return -1;
+    if (!cf->mean)
+        return set_error(cx->err, cx->err_len, "codes file '%s' (model_type vae) has no /mean; encode again with "
+                         "`vqvae_dist encode`", cx->path);
+    cf->count = (int64_t)dims[0];
+    cf->latent_size = (int)dims[1];
+    if (cf->labels && label_dims[0] != dims[0])
+        return set_error(cx->err, cx->err_len, "codes file '%s' has %llu labels for %llu images", cx->path,
+                         (unsigned long long)label_dims[0], (unsigned long long)dims[0]);
+    return 0;
+}
+
 static int read_arrays(hid_t f, CodesFile *cf, const CkptCtx *cx) {
+    if (strcmp(cf->model_type, "vae") == 0) return read_vae_arrays(f, cf, cx);
     hsize_t dims[4] = {0, 0, 0, 0}, label_dims[1] = {0};
     if (read_array(f, "codes", H5T_NATIVE_INT32, 4, dims, (void **)&cf->codes, cx) != 0 ||
         read_array(f, "labels", H5T_NATIVE_UINT8, 1, label_dims, (void **)&cf->labels, cx) != 0)

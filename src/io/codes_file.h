@@ -41,7 +41,7 @@ typedef struct {
 int codes_file_write(const char *path, const CodesFile *cf, char *err, size_t err_len);
 
 // Reads the attributes, /codes (as int32) and /labels of path into out (malloc'd; free with
-// codes_file_free). /latents, /mean and /logvar are not read. 0, or -1 with err naming the file
+// codes_file_free); for model_type vae /mean instead of /codes. /latents and /logvar are not read. 0, or -1 with err naming the file
 // and what is wrong with it (missing, not HDF5, a checkpoint, another format version).
 int codes_file_read(const char *path, CodesFile *out, char *err, size_t err_len);
 void codes_file_free(CodesFile *cf);

@@ -77,3 +77,15 @@ int build_sigmoid(Net *net, const char *name, int x, int inplace);
 // nn.Linear(in, out) on x [N, ...] read as [N, in] (in = elements per sample): prefix.weight
 // [out, in], prefix.bias [out]; the output slot is [N, out, 1, 1].
 int build_linear(Net *net, const char *prefix, int x, int out);
+
+// ---- the Gaussian VAE's layers (layer_vae.c) ---------------------------------------------------
+extern const LayerImpl layer_reparam_impl, layer_kl_loss_impl;
+
+// z [N, L, 1, 1] = mean + exp(logvar / 2) eps of mean and logvar [N, L, ...]; eps is kept in the
+// slot "<name>.eps" [N, L] for the backward (zeros out of training, where z = mean). Build it after
+// every other reader of mean and logvar (its backward writes their gradients first).
+int build_reparam(Net *net, const char *name, int mean, int logvar);
+// KLD = -0.5 mean(1 + logvar - mean^2 - exp(logvar)) over the slots' elements into
+// scalars[scalar]; the backward adds weight x its gradient to mean's and logvar's. Build it before
+// the reparam of the same slots.
+void build_kl_loss(Net *net, const char *name, int mean, int logvar, float weight, int scalars_slot, int scalar);

@@ -33,7 +33,7 @@ int model_add_quantizer(Model *m, int z, const char *codebook_key, const char *e
     CHECK(m->net.slots[z].dims[1] == d * (sp->groups > 0 ? sp->groups : 1), "the quantizer's input has %d "
           "channels, the codebook %d dims and %d groups", m->net.slots[z].dims[1], d, sp->groups);
     int q = build_quantize(&m->net, "quantizer", z, m->codebook_entry, k, d, sp->commitment_cost, vq, m->scalars_slot,
-                           SCALAR_LATENT_MSE);
+                           SCALAR_LATENT_LOSS);
     m->quant_layer = m->net.layer_count - 1;
     return q;
 }
@@ -42,14 +42,30 @@ static float *entry_values(Model *m, int entry) {
     return entry < 0 ? NULL : m->params + m->registry.entries[entry].offset;
 }
 
+// The mse layer's weight on the gradient of mean((x_hat - x)^2) over this rank's n elements. The
+// VAE's loss is the squared error summed over the global batch; the gradients are averaged over
+// the W ranks, so each rank weights its own sum by W: W n recon_weight.
+static float recon_loss_weight(const Model *m) {
+    const ModelSpec *sp = &m->spec;
+    if (sp->type != MODEL_VAE) return sp->recon_weight;
+    return (float)((double)sp->recon_weight * (double)(sp->world > 0 ? sp->world : 1) * (double)model_input_count(m));
+}
+
 // After net_finalize: where the trainer finds the step's tensors.
 static void locate_tensors(Model *m) {
     Net *net = &m->net;
-    int codes, z_flat, stats;
-    quantize_aux_slots(net, m->quant_layer, &codes, &z_flat, &stats);
     m->input = net->slots[m->input_slot].data;
     m->recon = net->slots[m->recon_slot].data;
     m->scalars = net->slots[m->scalars_slot].data;
+    if (m->reparam_layer >= 0) {
+        const Layer *r = &net->layers[m->reparam_layer];
+        m->vae_mean = r->x[0];
+        m->vae_logvar = r->x[1];
+        m->vae_z = r->y;
+    }
+    if (!model_has_codebook(m)) return;
+    int codes, z_flat, stats;
+    quantize_aux_slots(net, m->quant_layer, &codes, &z_flat, &stats);
     m->codes = net->slots[codes].data;
     m->z_flat = net->slots[z_flat].data;
     m->code_stats = net->slots[stats].data;
@@ -62,7 +78,7 @@ void model_build(Model *m, const ModelSpec *spec, OpsContext *ctx) {
     memset(m, 0, sizeof *m);
     m->spec = *spec;
     m->ctx = ctx;
-    m->quant_layer = m->recon_slot = -1;
+    m->quant_layer = m->recon_slot = m->kl_layer = m->reparam_layer = -1;
     m->codebook_entry = m->ema_size_entry = m->ema_w_entry = -1;
     param_registry_init(&m->registry);
     Net *net = &m->net;
@@ -73,9 +89,12 @@ void model_build(Model *m, const ModelSpec *spec, OpsContext *ctx) {
 
     CHECK((size_t)spec->arch < sizeof BUILDERS / sizeof BUILDERS[0] && BUILDERS[spec->arch], "no builder for arch %d",
           (int)spec->arch);
-    BUILDERS[spec->arch](m);
-    CHECK(m->recon_slot >= 0 && m->quant_layer >= 0, "the arch builder set no reconstruction or no quantizer");
-    build_mse_loss(net, "recon_loss", m->recon_slot, m->input_slot, spec->recon_weight, m->scalars_slot,
+    int vae = spec->type == MODEL_VAE;
+    if (vae) arch_small_vae_build(m);
+    else BUILDERS[spec->arch](m);
+    CHECK(m->recon_slot >= 0 && (vae ? m->reparam_layer >= 0 : m->quant_layer >= 0),
+          "the arch builder set no reconstruction, or no %s", vae ? "reparameterization" : "quantizer");
+    build_mse_loss(net, "recon_loss", m->recon_slot, m->input_slot, recon_loss_weight(m), m->scalars_slot,
                    SCALAR_RECON_MSE);
     param_registry_finalize(&m->registry);
 
@@ -98,7 +117,9 @@ void model_free(Model *m) {
     memset(m, 0, sizeof *m);
 }
 
-int model_latent_count(const Model *m) { return m->net.layers[m->quant_layer].quant.m; }
+int model_latent_count(const Model *m) {
+    return model_has_codebook(m) ? m->net.layers[m->quant_layer].quant.m : m->spec.batch;
+}
 
 size_t model_input_count(const Model *m) {
     return (size_t)m->spec.batch * m->spec.in_channels * m->spec.height * m->spec.width;
@@ -109,22 +130,32 @@ void model_forward(Model *m) { net_forward_range(&m->net, 0, m->net.layer_count)
 void model_backward(Model *m) { net_backward(&m->net); }
 
 void model_encode(Model *m) {
+    CHECK(model_has_codebook(m), "model_encode: a VAE has no quantizer input (use model_encode_latent)");
     net_forward_range(&m->net, 0, m->quant_layer);
     quantize_flatten(&m->net, &m->net.layers[m->quant_layer]);
 }
 
-void model_set_quantizer_bypass(Model *m, int bypass) { m->net.layers[m->quant_layer].quant.bypass = bypass; }
+void model_set_quantizer_bypass(Model *m, int bypass) {
+    if (model_has_codebook(m)) m->net.layers[m->quant_layer].quant.bypass = bypass;
+}
 
 void model_restrict_metrics(Model *m, int n) {
     CHECK(n >= 0 && n <= m->spec.batch, "model_restrict_metrics: %d images of a batch of %d", n, m->spec.batch);
     const Ops *ops = m->ctx->ops;
-    const Layer *q = &m->net.layers[m->quant_layer];
     size_t image = model_input_count(m) / (size_t)m->spec.batch;
+    if (!model_has_codebook(m)) {
+        size_t latents = (size_t)n * (size_t)m->spec.vae_latent_dim;
+        ops->mse_forward(m->ctx, m->recon, m->input, (size_t)n * image, m->scalars + SCALAR_RECON_MSE);
+        ops->kl_forward(m->ctx, m->vae_mean, m->vae_logvar, latents, m->scalars + SCALAR_LATENT_LOSS);
+        ops->scale(m->ctx, m->scalars + SCALAR_LATENT_LOSS, latents ? 1.0f / (float)latents : 0.0f, 1);
+        return;
+    }
+    const Layer *q = &m->net.layers[m->quant_layer];
     size_t latents = (size_t)model_latent_count(m) / (size_t)m->spec.batch;   // per image
     size_t d = (size_t)m->spec.embedding_dim;
     int k = m->spec.num_embeddings;
     ops->mse_forward(m->ctx, m->recon, m->input, (size_t)n * image, m->scalars + SCALAR_RECON_MSE);
-    ops->mse_forward(m->ctx, q->y, q->x[0], (size_t)n * latents * d, m->scalars + SCALAR_LATENT_MSE);
+    ops->mse_forward(m->ctx, q->y, q->x[0], (size_t)n * latents * d, m->scalars + SCALAR_LATENT_LOSS);
     ops->vq_code_stats(m->ctx, m->z_flat, m->codes, n * (int)latents, k, (int)d, m->code_stats, m->code_stats + k);
 }
 

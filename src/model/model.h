@@ -13,7 +13,8 @@
 // Device scalars written by forward/backward (one float each), read at log intervals.
 enum {
     SCALAR_RECON_MSE = 0,     // mean((x_hat - x)^2)
-    SCALAR_LATENT_MSE,        // mean((q - z)^2): the codebook and commitment losses' common value
+    SCALAR_LATENT_LOSS,       // VQ-VAE: mean((q - z)^2), the codebook and commitment losses' common value;
+                              // VAE: the KLD, -0.5 mean(1 + logvar - mean^2 - exp(logvar))
     SCALAR_GRAD_SUMSQ,        // sum of squared gradients (after the all-reduce)
     SCALAR_COUNT
 };
@@ -38,6 +39,10 @@ typedef struct {
     int32_t *codes;      // [M]
     float *code_stats;   // [counts K | sums K x D], packed so one all-reduce syncs them
     float *scalars;      // SCALAR_COUNT floats
+
+    // model.type vae: [N, L] each (NULL for a VQ-VAE); z is the decoder's input
+    float *vae_mean, *vae_logvar, *vae_z;
+    int kl_layer, reparam_layer;          // -1 for a VQ-VAE
 
     // the quantizer's entries in params (NULL when absent)
     float *codebook, *ema_cluster_size, *ema_w;
@@ -97,3 +102,12 @@ void model_set_training(Model *m, int training);
 
 // ---- the small arch (arch_small.c): the classic MNIST VQ-VAE with grouped codes ----------------
 void arch_small_build(Model *m);
+
+// ---- model.type vae (arch_small.c, model_codes.c): the Gaussian VAE ---------------------------
+void arch_small_vae_build(Model *m);
+// A codebook (and codes) exists: 0 for a VAE, whose quantizer-only paths the trainer skips.
+static inline int model_has_codebook(const Model *m) { return m->quant_layer >= 0; }
+// The encoder up to the mean and log-variance (m->vae_mean, m->vae_logvar).
+void model_encode_latent(Model *m);
+// The decoder alone from the latents in m->vae_z [batch, L] to m->recon.
+void model_decode_latent(Model *m);

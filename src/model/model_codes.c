@@ -1,5 +1,6 @@
-// model_codes.c: the model seen through its codes (`vqvae_dist encode` and `decode`): the
-// encoder and quantizer alone, and the decoder alone, fed with given codes (see model.h).
+// model_codes.c: the model seen through its codes (`vqvae_dist encode` and `decode`): the encoder
+// and quantizer alone, and the decoder alone, fed with given codes; for a VAE the same through its
+// latents (and `sample`'s z ~ N(0, I)). See model.h.
 #include "model.h"
 
 #include "../core/common.h"
@@ -30,4 +31,16 @@ void model_decode_codes(Model *m) {
     ops->vq_gather(m->ctx, m->codebook, m->codes, q->quant.m, q->quant.d, q_flat);
     ops->nhwc_to_nchw(m->ctx, q_flat, q->y, out->dims[0], out->dims[1], out->dims[2] * out->dims[3]);
     net_forward_range(net, m->quant_layer + 1, last_recon_writer(net, m->recon_slot) + 1);
+}
+
+// ---- model.type vae: the latents instead of codes ---------------------------------------------
+
+void model_encode_latent(Model *m) {
+    CHECK(m->kl_layer >= 0, "model_encode_latent: not a VAE");
+    net_forward_range(&m->net, 0, m->kl_layer);
+}
+
+void model_decode_latent(Model *m) {
+    CHECK(m->reparam_layer >= 0, "model_decode_latent: not a VAE");
+    net_forward_range(&m->net, m->reparam_layer + 1, last_recon_writer(&m->net, m->recon_slot) + 1);
 }

@@ -18,6 +18,7 @@ static const LayerImpl *const IMPLS[LAYER_KIND_COUNT] = {
     [LAYER_PAD] = &layer_pad_impl,             [LAYER_ATTENTION] = &layer_attention_impl,
     // the small arch's kinds
     [LAYER_SIGMOID] = &layer_sigmoid_impl,     [LAYER_LINEAR] = &layer_linear_impl,
+    [LAYER_REPARAM] = &layer_reparam_impl,     [LAYER_KL_LOSS] = &layer_kl_loss_impl,
 };
 
 const LayerImpl *layer_impl(LayerKind kind) {

@@ -32,6 +32,9 @@ typedef enum {
     // ---- the small arch's kinds (arch_small.c) ----
     LAYER_SIGMOID,    // y = 1 / (1 + exp(-x)), may run in place (layer_pointwise.c)
     LAYER_LINEAR,     // nn.Linear on [N, in] samples (layer_linear.c)
+    // ---- the Gaussian VAE's kinds (arch_small.c, model.type vae) ----
+    LAYER_REPARAM,    // z = mean + exp(logvar / 2) eps, counter-based eps (layer_vae.c)
+    LAYER_KL_LOSS,    // KLD mean into a scalar; its gradient accumulated into mean and logvar (layer_vae.c)
     LAYER_KIND_COUNT
 } LayerKind;
 
@@ -73,11 +76,12 @@ typedef struct {
     int n, c, h, w;                     // input 0's shape
     int groups;                         // LAYER_GROUPNORM
     float eps;                          // LAYER_GROUPNORM
-    int aux[2];                         // LAYER_GROUPNORM: mean, rstd slots; LAYER_ATTENTION: probs slot
+    int aux[2];                         // LAYER_GROUPNORM: mean, rstd slots; LAYER_ATTENTION: probs slot;
+                                        // LAYER_REPARAM: the eps slot
     int pad[4];                         // LAYER_PAD: top, bottom, left, right
     float scale;                        // LAYER_ATTENTION: 1 / sqrt(c)
     float p;                            // LAYER_DROPOUT: drop probability
-    uint32_t rng_layer;                 // LAYER_DROPOUT: the layer's key in the mask's counter
+    uint32_t rng_layer;                 // LAYER_DROPOUT, LAYER_REPARAM: the layer's key in the RNG's counter
 } SpatialArgs;
 
 typedef struct {
@@ -90,10 +94,10 @@ typedef struct {
     size_t count;                       // pointwise layers: elements
     ConvShape conv;                     // LAYER_CONV
     QuantizeArgs quant;                 // LAYER_QUANTIZE
-    float weight;                       // LAYER_MSE_LOSS: the loss weight
-    int scalar;                         // LAYER_MSE_LOSS: index into the scalars slot
-    int scalars_slot;                   // LAYER_MSE_LOSS, LAYER_QUANTIZE
-    SpatialArgs sp;                     // the groupnorm arch's kinds
+    float weight;                       // LAYER_MSE_LOSS, LAYER_KL_LOSS: the loss weight
+    int scalar;                         // LAYER_MSE_LOSS, LAYER_KL_LOSS: index into the scalars slot
+    int scalars_slot;                   // LAYER_MSE_LOSS, LAYER_KL_LOSS, LAYER_QUANTIZE
+    SpatialArgs sp;                     // the groupnorm arch's kinds, LAYER_LINEAR, LAYER_REPARAM
     // resolved by net_finalize
     float *x[LAYER_MAX_IN];
     float *y;

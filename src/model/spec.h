@@ -5,6 +5,9 @@
 
 typedef enum { ARCH_RESNET = 0, ARCH_SMALL = 1, ARCH_GROUPNORM = 2 } ArchKind;
 
+// model.type: a VQ-VAE (encoder, quantizer, decoder) or the Gaussian VAE (arch small only).
+typedef enum { MODEL_VQVAE = 0, MODEL_VAE = 1 } ModelType;
+
 enum { GN_MAX_BLOCKS = 8 };
 
 typedef enum { QUANTIZER_VQ = 0, QUANTIZER_EMA = 1 } QuantizerKind;
@@ -21,6 +24,7 @@ typedef enum {
 } CodebookInit;
 
 typedef struct {
+    ModelType type;
     ArchKind arch;
     int batch;                          // images per forward (the per-rank batch); buffers are sized for it
     int in_channels, height, width;     // of the images
@@ -45,7 +49,12 @@ typedef struct {
     float commitment_cost;              // beta
     float decay, epsilon;               // EMA only
     CodebookInit codebook_init;
-    // loss = recon_weight * mean((x_hat - x)^2) + quantizer loss
+    // model.type vae (arch_small.c): z = mean + exp(logvar / 2) eps, eps ~ N(0, I)
+    int vae_latent_dim;                 // L
+    float kl_weight;                    // of KLD = -0.5 mean(1 + logvar - mean^2 - exp(logvar))
+    int world;                          // ranks sharing the global batch (the VAE's summed loss needs it)
+    // VQ-VAE: loss = recon_weight * mean((x_hat - x)^2) + quantizer loss
+    // VAE:    loss = recon_weight * sum over the global batch of (x_hat - x)^2 + kl_weight * KLD
     float recon_weight;
     double data_variance;               // of the training images (stored in checkpoints)
 } ModelSpec;

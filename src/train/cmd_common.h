@@ -28,6 +28,8 @@ TileGrid tile_grid_plan(const CliArgs *args, int blocks, int default_count, cons
 // Once the images are known: at most `available` of them; the columns and rows not given follow
 // from the count, and the scale (--scale, else the smallest that makes tiles >= 64 pixels).
 void tile_grid_fit(TileGrid *g, const CliArgs *args, int64_t available, int height, int width);
+// The PNG writer reads [-0.5, 0.5]: n pixel values of the given data range brought there.
+void images_to_centered(float *images, size_t n, DataRange range);
 // block b's images are images[b] (count x channels x height x width floats each).
 int tile_grid_write(const TileGrid *g, const char *path, const float *const *images, int channels, int height,
                     int width, char *err, size_t err_len);

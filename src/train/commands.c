@@ -106,6 +106,7 @@ void open_from_checkpoint(Session *s, Dataset *ds, DatasetSplit split, const Cli
     }
     session_open(s, &cfg, dist, channels, height, width, variance);
     state_load_model(s, args->checkpoint, meta);
+    model_set_training(&s->model, 0);   // every command on a checkpoint evaluates: no dropout, z = mean
 }
 
 int command_eval(const CliArgs *args, Dist *dist) {
@@ -114,9 +115,10 @@ int command_eval(const CliArgs *args, Dist *dist) {
     CheckpointMeta meta;
     open_from_checkpoint(&s, &test, SPLIT_TEST, args, dist, &meta);
     StepMetrics sm = evaluate(&s, &test, s.cfg.eval_batches);
-    log_info("eval %s (step %lld): test nmse %.5f | recon mse %.6f | vq loss %.5f | perplexity %.1f | usage %.3f | "
-             "%lld images", args->checkpoint, (long long)meta.step, sm.nmse, sm.recon_mse, sm.vq_loss, sm.perplexity,
-             sm.usage, (long long)sm.images);
+    char figures[256];
+    metrics_format_eval(&s.model.spec, &sm, figures, sizeof figures);
+    log_info("eval %s (step %lld): %s | %lld images", args->checkpoint, (long long)meta.step, figures,
+             (long long)sm.images);
     session_close(&s);
     dataset_free(&test);
     return EXIT_OK;
@@ -145,12 +147,6 @@ static float *reconstruct_images(Session *s, const Dataset *test, int count) {
     return grid;
 }
 
-// The PNG writer reads [-0.5, 0.5]: bring the other data ranges there.
-static void grid_to_centered(float *grid, size_t n, DataRange range) {
-    for (size_t i = 0; i < n && range != RANGE_CENTERED; i++)
-        grid[i] = range == RANGE_UNIT ? grid[i] - 0.5f : grid[i] * 0.5f;
-}
-
 int command_reconstruct(const CliArgs *args, Dist *dist) {
     TileGrid tiles = tile_grid_plan(args, 2, 16, "test images and their reconstructions");
     Session s;
@@ -161,7 +157,7 @@ int command_reconstruct(const CliArgs *args, Dist *dist) {
     tile_grid_fit(&tiles, args, test.count, sp->height, sp->width);
     int count = tiles.count;
     float *grid = reconstruct_images(&s, &test, count);
-    grid_to_centered(grid, (size_t)2 * count * sp->in_channels * sp->height * sp->width, test.range);
+    images_to_centered(grid, (size_t)2 * count * sp->in_channels * sp->height * sp->width, test.range);
     int rc = EXIT_OK;
     if (dist->rank == 0) {
         char err[512];
@@ -229,6 +225,37 @@ static void save_state(Trainer *t, const char *path) {
     free(yaml);
 }
 
+// A VQ-VAE's loss terms and codes; a VAE's loss terms, mean, logvar and the eps it drew (so the
+// reference runs with the same noise).
+static void dump_step_outputs(H5Dump *f, const Model *m, OpsContext *ctx, const StepMetrics *sm) {
+    h5dump_attr_f64(f, "loss", sm->loss);
+    if (!model_has_codebook(m)) {
+        h5dump_attr_f64(f, "recon_loss", sm->recon_loss);
+        h5dump_attr_f64(f, "kl", sm->kl);
+        int64_t dims[2] = {m->spec.batch, m->spec.vae_latent_dim};
+        size_t count = (size_t)dims[0] * (size_t)dims[1];
+        float *host = xmalloc(count * sizeof(float));
+        const Layer *r = &m->net.layers[m->reparam_layer];
+        const float *arrays[3] = {m->vae_mean, m->vae_logvar, (const float *)m->net.slots[r->sp.aux[0]].data};
+        const char *names[3] = {"mean", "logvar", "eps"};
+        for (int i = 0; i < 3; i++) {
+            ctx->ops->to_host(ctx, host, arrays[i], count * sizeof(float));
+            h5dump_f32(f, names[i], host, 2, dims);
+        }
+        free(host);
+        return;
+    }
+    h5dump_attr_f64(f, "recon_loss", sm->nmse);
+    h5dump_attr_f64(f, "vq_loss", sm->vq_loss);
+    h5dump_attr_f64(f, "perplexity", sm->perplexity);
+    int latents = model_latent_count(m);
+    int32_t *codes = xmalloc((size_t)latents * sizeof(int32_t));
+    ctx->ops->to_host(ctx, codes, m->codes, (size_t)latents * sizeof(int32_t));
+    int64_t code_dims[1] = {latents};
+    h5dump_i32(f, "codes", codes, 1, code_dims);
+    free(codes);
+}
+
 int command_debug_step(const CliArgs *args, Dist *dist) {
     if (dist->world != 1) fatal("debug-step runs on one rank; start it without mpirun");
     Config cfg;
@@ -257,16 +284,7 @@ int command_debug_step(const CliArgs *args, Dist *dist) {
     StepMetrics sm = train_log_collect(&t.log, &t.s, &t.st);
     snprintf(path, sizeof path, "%s/step.h5", args->out);
     h5dump_create(&f, path);
-    h5dump_attr_f64(&f, "loss", sm.loss);
-    h5dump_attr_f64(&f, "recon_loss", sm.nmse);
-    h5dump_attr_f64(&f, "vq_loss", sm.vq_loss);
-    h5dump_attr_f64(&f, "perplexity", sm.perplexity);
-    int latents = model_latent_count(m);
-    int32_t *codes = xmalloc((size_t)latents * sizeof(int32_t));
-    ctx->ops->to_host(ctx, codes, m->codes, (size_t)latents * sizeof(int32_t));
-    int64_t code_dims[1] = {latents};
-    h5dump_i32(&f, "codes", codes, 1, code_dims);
-    free(codes);
+    dump_step_outputs(&f, m, ctx, &sm);
     h5dump_group(&f, "grad");
     float *grads = xmalloc(m->registry.trainable_count * sizeof(float));
     ctx->ops->to_host(ctx, grads, m->grads, m->registry.trainable_count * sizeof(float));

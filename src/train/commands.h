@@ -31,3 +31,4 @@ int command_config_reference(const CliArgs *args, Dist *dist);
 int command_bench(const CliArgs *args, Dist *dist);   // bench.c
 int command_encode(const CliArgs *args, Dist *dist);  // cmd_codes.c
 int command_decode(const CliArgs *args, Dist *dist);  // cmd_codes.c
+int command_sample(const CliArgs *args, Dist *dist);  // cmd_codes.c

@@ -42,9 +42,10 @@ StepMetrics evaluate(Session *s, const Dataset *ds, int max_batches) {
         if (n < m->spec.batch) model_restrict_metrics(m, n);
         float scalars[SCALAR_COUNT];
         ctx->ops->to_host(ctx, scalars, m->scalars, sizeof scalars);
-        ctx->ops->to_host(ctx, counts, m->code_stats, (size_t)k * sizeof(float));
+        if (model_has_codebook(m)) ctx->ops->to_host(ctx, counts, m->code_stats, (size_t)k * sizeof(float));
+        else memset(counts, 0, (size_t)k * sizeof(float));
         sums[0] += (double)scalars[SCALAR_RECON_MSE] * n;   // per-image weights: a partial batch counts less
-        sums[1] += (double)scalars[SCALAR_LATENT_MSE] * n;
+        sums[1] += (double)scalars[SCALAR_LATENT_LOSS] * n;
         for (int j = 0; j < k; j++) sums[2 + j] += counts[j];
     }
     model_set_training(m, 1);
@@ -54,6 +55,7 @@ StepMetrics evaluate(Session *s, const Dataset *ds, int max_batches) {
     memset(&sm, 0, sizeof sm);
     double n = images > 0 ? (double)images : 1.0;
     metrics_fill_losses(&sm, &m->spec, sums[0] / n, sums[1] / n);
+    sm.images = images;
     int used = 0;
     for (int j = 0; j < k; j++) {
         counts[j] = (float)sums[2 + j];
@@ -62,7 +64,6 @@ StepMetrics evaluate(Session *s, const Dataset *ds, int max_batches) {
     sm.perplexity = perplexity_from_counts(counts, k);
     sm.usage = (double)used / k;
     sm.dead_codes = k - used;
-    sm.images = images;
     free(indices);
     free(host);
     free(counts);

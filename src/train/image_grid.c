@@ -34,6 +34,11 @@ void tile_grid_fit(TileGrid *g, const CliArgs *args, int64_t available, int heig
     g->scale = args->scale ? args->scale : side >= GRID_MIN_TILE_PIXELS ? 1 : ceil_div(GRID_MIN_TILE_PIXELS, side);
 }
 
+void images_to_centered(float *images, size_t n, DataRange range) {
+    for (size_t i = 0; i < n && range != RANGE_CENTERED; i++)
+        images[i] = range == RANGE_UNIT ? images[i] - 0.5f : images[i] * 0.5f;
+}
+
 int tile_grid_write(const TileGrid *g, const char *path, const float *const *images, int channels, int height,
                     int width, char *err, size_t err_len) {
     int per_block = g->rows * g->cols;

@@ -82,6 +82,29 @@ static int small_spec(const Config *cfg, int height, int width, ModelSpec *spec,
     return 0;
 }
 
+// model.type vae: the small encoder must reach 1x1 (the linears read its 64 channels), so the
+// images are 28x28 with the default convs; nothing of the quantizer applies.
+static int vae_spec(const Config *cfg, int height, int width, ModelSpec *spec, char *err, size_t err_len) {
+    if (strcmp(cfg->arch, "small") != 0)
+        return set_error(err, err_len, "model.type vae is built on model.arch small (the blog's Gaussian VAE), not "
+                         "'%s'; set model.arch: small", cfg->arch);
+    if (small_spec(cfg, height, width, spec, err, err_len) != 0) return -1;
+    if (height != 28 || width != 28)
+        return set_error(err, err_len, "the images are %dx%d, but model.type vae needs 28x28 images (its encoder "
+                         "must reach 1x1 before the linears)", height, width);
+    if (cfg->pretrain_steps > 0 || cfg->dead_code_threshold > 0 || strcmp(cfg->codebook_init, "data") == 0 ||
+        strcmp(cfg->codebook_init, "kmeans") == 0)
+        return set_error(err, err_len, "model.type vae has no codebook: train.pretrain_steps, "
+                         "quantizer.dead_code_threshold and quantizer.init data|kmeans do not apply; remove them");
+    spec->type = MODEL_VAE;
+    spec->groups = 1;
+    spec->codebook_init = CODEBOOK_INIT_UNIFORM;   // no codebook: nothing waits for data
+    spec->vae_latent_dim = cfg->vae_latent_dim;
+    spec->kl_weight = cfg->vae_kl_weight;
+    spec->recon_weight = cfg->vae_recon_weight;
+    return 0;
+}
+
 const char *model_data_range(const Config *cfg) { return dataset_range_name(dataset_range_of(cfg)); }
 
 // ---- every arch ---------------------------------------------------------------------------------
@@ -101,6 +124,7 @@ static void common_spec(const Config *cfg, int channels, int height, int width, 
     spec->epsilon = cfg->epsilon;
     spec->codebook_init = codebook_init_of(cfg);
     spec->data_variance = variance;
+    spec->world = 1;   // session_open sets the real world size
 }
 
 int model_spec_from_config(const Config *cfg, int channels, int height, int width, double variance, ModelSpec *spec,
@@ -114,9 +138,10 @@ int model_spec_from_config(const Config *cfg, int channels, int height, int widt
         common_spec(cfg, channels, height, width, variance, spec);
         return small_spec(cfg, height, width, spec, err, err_len);
     }
-    if (strcmp(cfg->model_type, "vqvae") != 0)
-        return set_error(err, err_len, "model.type %s is not built yet (the Gaussian VAE of issue 11); use "
-                         "model.type vqvae", cfg->model_type);
+    if (strcmp(cfg->model_type, "vae") == 0) {
+        common_spec(cfg, channels, height, width, variance, spec);
+        return vae_spec(cfg, height, width, spec, err, err_len);
+    }
     if (strcmp(cfg->arch, "resnet") != 0)
         return set_error(err, err_len, "model.arch '%s' (model.type %s) is not built; use resnet, small or groupnorm",
                          cfg->arch, cfg->model_type);

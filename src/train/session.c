@@ -28,6 +28,7 @@ void session_open(Session *s, const Config *cfg, Dist *dist, int channels, int h
     char err[1024];
     ModelSpec spec;
     if (model_spec_from_config(cfg, channels, height, width, variance, &spec, err, sizeof err) != 0) fatal("%s", err);
+    spec.world = dist->world;
     int device_index = dist_local_device(dist, cuda_device_count());
     ops_context_init_with_conv(&s->ctx, cfg->device, device_index, cpu_threads(cfg, dist),
                                precision_from_name(cfg->precision), cfg->deterministic, cpu_conv_from_name(cfg->cpu_conv));

@@ -13,6 +13,7 @@ typedef struct {
     double start_time, last_log_time;
     int64_t last_log_step;
     int progress_bar;         // stderr is a terminal
+    int vae;                  // model.type vae: the KL and reconstruction terms instead of the codebook's
     // host buffers for the reductions, allocated once
     float *host_counts;       // [K]
     double *host_counts_f64;  // [K]

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <assert.h>
+
 #include "../core/common.h"
 
 // The training set on the device, once (on the CPU backend the host array serves as is).
@@ -95,7 +97,10 @@ int64_t train_state_next_batch(TrainState *st, Session *s) {
     }
     const Dataset *ds = st->train_set;
     size_t image_elems = (size_t)ds->channels * ds->height * ds->width;
-    ctx->ops->gather_images(ctx, st->pixels_device, st->perm_device, start, m->spec.batch, image_elems, m->input);
+    static_assert((int)RANGE_UNIT == (int)PIXELS_UNIT && (int)RANGE_SYMMETRIC == (int)PIXELS_SYMMETRIC &&
+                      (int)RANGE_CENTERED == (int)PIXELS_CENTERED, "data.range: the io and kernel enums agree");
+    ctx->ops->gather_images(ctx, st->pixels_device, st->perm_device, start, m->spec.batch, image_elems,
+                            (PixelRange)ds->range, m->input);
     st->samples_seen += (int64_t)m->spec.batch * s->dist->world;
     return start;
 }
@@ -104,6 +109,7 @@ void train_state_finish_step(TrainState *st, Session *s) {
     OpsContext *ctx = &s->ctx;
     int k = s->model.spec.num_embeddings;
     int slot = (int)(st->step % st->usage_window);
-    ctx->ops->copy(ctx, st->usage_ring + (size_t)slot * k, s->model.code_stats, (size_t)k * sizeof(float));
+    if (model_has_codebook(&s->model))
+        ctx->ops->copy(ctx, st->usage_ring + (size_t)slot * k, s->model.code_stats, (size_t)k * sizeof(float));
     st->step++;
 }

@@ -45,9 +45,14 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
     t->st.codebook_ready = !needs_data || t->st.step > s->cfg.pretrain_steps;
     train_state_upload(&t->st, s);
     train_log_open(&t->log, s, metrics_path);
-    log_info("model: %s, %zu trainable parameters, quantizer %s K=%d D=%d, latent %dx%d; backend %s, %d ranks, "
-             "batch %d per rank (global %lld)", cfg->arch, m->registry.trainable_count, cfg->quantizer, m->spec.num_embeddings,
-             m->spec.embedding_dim, m->latent_height, m->latent_width, s->ctx.ops->name, dist->world, cfg->batch_size,
+    char what[160];
+    if (m->spec.type == MODEL_VAE)
+        snprintf(what, sizeof what, "Gaussian VAE, latent %d, kl_weight %g", m->spec.vae_latent_dim, m->spec.kl_weight);
+    else
+        snprintf(what, sizeof what, "quantizer %s K=%d D=%d, latent %dx%d", cfg->quantizer, m->spec.num_embeddings,
+                 m->spec.embedding_dim, m->latent_height, m->latent_width);
+    log_info("model: %s, %zu trainable parameters, %s; backend %s, %d ranks, batch %d per rank (global %lld)", cfg->arch,
+             m->registry.trainable_count, what, s->ctx.ops->name, dist->world, cfg->batch_size,
              (long long)cfg->batch_size * dist->world);
 }
 
@@ -90,12 +95,13 @@ void trainer_compute_gradients(Trainer *t) {
     // The slot after the gradients: NaN when this rank's losses are not finite. It travels in the
     // gradient all-reduce, so the reduced sum of squares below is not finite on every rank as soon
     // as one rank's loss or gradient is not: all ranks skip together, with no extra collective.
-    static_assert(SCALAR_LATENT_MSE == SCALAR_RECON_MSE + 1, "the loss scalars are adjacent");
+    static_assert(SCALAR_LATENT_LOSS == SCALAR_RECON_MSE + 1, "the loss scalars are adjacent");
     ops->flag_nonfinite(ctx, m->scalars + SCALAR_RECON_MSE, 2, m->grads + n);
     test_hooks_after_backward(&t->hooks, s, t->st.step);
     s->dist->current_step = t->st.step;
     dist_allreduce(s->dist, ctx, m->grads, n + 1, 1);
-    if (m->spec.quantizer == QUANTIZER_EMA && t->st.step >= s->cfg.pretrain_steps)   // global counts and sums:
+    if (model_has_codebook(m) && m->spec.quantizer == QUANTIZER_EMA &&
+        t->st.step >= s->cfg.pretrain_steps)   // global counts and sums:
                                                                                         // identical EMA updates
         dist_allreduce(s->dist, ctx, m->code_stats, (size_t)k + (size_t)k * m->spec.embedding_dim, 0);
     ops->sum_squares(ctx, m->grads, n + 1, m->scalars + SCALAR_GRAD_SUMSQ);
@@ -124,7 +130,7 @@ static void restart_dead_codes(Trainer *t) {
 static void update_parameters(Trainer *t) {
     Model *m = &t->s.model;
     OpsContext *ctx = &t->s.ctx;
-    int quantizing = t->st.step >= t->s.cfg.pretrain_steps;
+    int quantizing = model_has_codebook(m) && t->st.step >= t->s.cfg.pretrain_steps;
     ctx->ops->step_commit(ctx, t->st.state, m->scalars + SCALAR_GRAD_SUMSQ, &t->st.adam_hyper);
     ctx->ops->adam_update(ctx, m->params, m->grads, m->adam_m, m->adam_v, m->registry.trainable_count, t->st.state);
     if (m->spec.quantizer == QUANTIZER_EMA && quantizing) model_ema_update(m, t->st.state);
@@ -247,8 +253,9 @@ static void run_eval(Trainer *t) {
     StepMetrics sm = evaluate(&t->s, &t->test_set, t->s.cfg.eval_batches);
     train_state_sync(&t->st, &t->s);
     sm.restarts = t->st.state_host.restarts;   // the training's count, as on the train lines
-    log_info("eval  step %lld | test nmse %.5f | recon mse %.6f | perplexity %.1f | usage %.3f | %lld images | %.1fs",
-             (long long)t->st.step, sm.nmse, sm.recon_mse, sm.perplexity, sm.usage, (long long)sm.images,
+    char figures[256];
+    metrics_format_eval(&t->s.model.spec, &sm, figures, sizeof figures);
+    log_info("eval  step %lld | %s | %lld images | %.1fs", (long long)t->st.step, figures, (long long)sm.images,
              wall_time_seconds() - t0);
     train_log_json(&t->log, &t->st, "eval", &sm, 0.0);
 }

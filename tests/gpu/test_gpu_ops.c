@@ -304,11 +304,13 @@ static void test_data(TestCounts *t, OpsContext *cpu, OpsContext *gpu) {
     uint8_t *gpixels = upload(gpu, pixels, (size_t)COUNT * IMAGE);
     int32_t *gperm = upload(gpu, perm, sizeof perm);
     float *gout = gpu->ops->alloc(gpu, (size_t)BATCH * IMAGE * sizeof(float));
-    cpu->ops->gather_images(cpu, pixels, perm, 30, BATCH, IMAGE, want);
-    gpu->ops->gather_images(gpu, gpixels, gperm, 30, BATCH, IMAGE, gout);
-    gpu->ops->to_host(gpu, got, gout, (size_t)BATCH * IMAGE * sizeof(float));
-    EXPECT(t, memcmp(got, want, (size_t)BATCH * IMAGE * sizeof(float)) == 0,
-           "gather_images: the GPU batch differs from the CPU's (must be bit-identical)");
+    for (int range = PIXELS_CENTERED; range <= PIXELS_SYMMETRIC; range++) {
+        cpu->ops->gather_images(cpu, pixels, perm, 30, BATCH, IMAGE, (PixelRange)range, want);
+        gpu->ops->gather_images(gpu, gpixels, gperm, 30, BATCH, IMAGE, (PixelRange)range, gout);
+        gpu->ops->to_host(gpu, got, gout, (size_t)BATCH * IMAGE * sizeof(float));
+        EXPECT(t, memcmp(got, want, (size_t)BATCH * IMAGE * sizeof(float)) == 0,
+               "gather_images, range %d: the GPU batch differs from the CPU's (must be bit-identical)", range);
+    }
 
     float values[2] = {1.0f, 2.0f}, flag = -1.0f;
     float *gvalues = upload(gpu, values, sizeof values);

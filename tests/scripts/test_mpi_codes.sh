@@ -4,6 +4,7 @@
 # attributes) is the same bytes for np=1, 2 and 3. The smoke config with 1600 synthetic training
 # images has 200 test images: in batches of 16, 13 batches; np=2 splits them 6 + 7 and np=3
 # 4 + 4 + 5, the last rank's last batch padded (8 real images).
+# The same for a VAE's means and log-variances (np=1 and 2).
 # A run that fails or hangs is bounded by `timeout`; train.threads=1 per rank.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib/common.sh"
@@ -35,4 +36,15 @@ if [ -n "$PY" ]; then
 else
     skip_case "the codes file's shape: no Python with h5py (apt-get install python3-h5py)"
 fi
+
+# model.type vae: /mean and /logvar, the same bytes for np=1 and np=2
+"$VQVAE_BIN" train --config "$SMOKE" data.synthetic_count=1600 data.channels=1 data.image_size=28 model.type=vae \
+    model.arch=small train.steps=4 train.threads=1 checkpoint.dir="$WORK/vae" >"$WORK/vae.log" 2>&1
+check "vae: training a checkpoint exits 0" [ $? -eq 0 ] || tail -n 20 "$WORK/vae.log"
+ckpt="$WORK/vae/ckpt_00000004.h5"
+for np in 1 2; do
+    encode "$np" "$WORK/vae_np$np.h5"
+    check "vae np=$np: encode exits 0" [ $? -eq 0 ] || tail -n 10 "$WORK/vae_np$np.h5.log"
+done
+check "vae: np=2 writes the same bytes as np=1" cmp "$WORK/vae_np1.h5" "$WORK/vae_np2.h5"
 finish

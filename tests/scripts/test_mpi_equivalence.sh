@@ -58,20 +58,23 @@ ckpt() { printf '%s/ckpt_%08d.h5' "$1" "$2"; }
 GROUPNORM=(model.arch=groupnorm "model.block_out_channels=[8, 16]" model.norm_num_groups=4 model.dropout=0.1)
 # model.arch small: 28x28 images, 8 grouped codes per image
 SMALL=(model.arch=small data.channels=1 data.image_size=28 quantizer.num_embeddings=16)
-# label: the quantizer and, for gn-* / sm-*, the groupnorm / small overrides
-for q in ema vq gn-ema gn-vq sm-ema sm-vq; do
-    arch=() STEPS=50
+# model.type vae: the Gaussian VAE on the small arch; its eps is keyed on the global sample index
+VAE=(model.type=vae model.arch=small data.channels=1 data.image_size=28)
+# label: the quantizer and, for gn-* / sm-*, the groupnorm / small overrides (vae: no quantizer)
+for q in ema vq gn-ema gn-vq sm-ema sm-vq vae; do
+    arch=(quantizer.type=${q#*-}) STEPS=50
     case $q in
-    gn-*) arch=("${GROUPNORM[@]}") STEPS=$GN_STEPS ;;
-    sm-*) arch=("${SMALL[@]}") ;;
+    gn-*) arch+=("${GROUPNORM[@]}") STEPS=$GN_STEPS ;;
+    sm-*) arch+=("${SMALL[@]}") ;;
+    vae) arch=("${VAE[@]}") ;;
     esac
-    echo "=== $q: quantizer.type=${q#*-} ${arch[*]}"
+    echo "=== $q: ${arch[*]}"
     for np in 1 2 4; do
         verify=()
         [ "$np" -gt 1 ] && verify=(dist.verify_every=10)
-        train "$np" 1 "$WORK/$q-1-np$np" "$WORK/$q-1-np$np.log" quantizer.type=${q#*-} "${arch[@]}" "${verify[@]}"
+        train "$np" 1 "$WORK/$q-1-np$np" "$WORK/$q-1-np$np.log" "${arch[@]}" "${verify[@]}"
         check "$q np=$np: one step runs" [ $? -eq 0 ]
-        train "$np" $STEPS "$WORK/$q-$STEPS-np$np" "$WORK/$q-$STEPS-np$np.log" quantizer.type=${q#*-} "${arch[@]}" "${verify[@]}"
+        train "$np" $STEPS "$WORK/$q-$STEPS-np$np" "$WORK/$q-$STEPS-np$np.log" "${arch[@]}" "${verify[@]}"
         check "$q np=$np: $STEPS steps run" [ $? -eq 0 ]
         check "$q np=$np: final checkpoint written" test -s "$(ckpt "$WORK/$q-$STEPS-np$np" $STEPS)"
     done

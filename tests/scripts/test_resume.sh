@@ -8,13 +8,16 @@ common=(--config "$SMOKE" train.steps=24 log.every=4 checkpoint.every=8 checkpoi
 GROUPNORM=(model.arch=groupnorm "model.block_out_channels=[8, 16]" model.norm_num_groups=4 model.dropout=0.2)
 # The sm-* cases: model.arch small (grouped codes, 28x28 images).
 SMALL=(model.arch=small data.channels=1 data.image_size=28 quantizer.num_embeddings=16)
-for q in ema vq gn-ema sm-ema sm-vq; do
-    arch=()
+# vae: model.type vae (eps keyed on the step: a resumed run draws the same noise).
+VAE=(model.type=vae model.arch=small data.channels=1 data.image_size=28)
+for q in ema vq gn-ema sm-ema sm-vq vae; do
+    arch=(quantizer.type=${q#*-})
     case $q in
-    gn-*) arch=("${GROUPNORM[@]}") ;;
-    sm-*) arch=("${SMALL[@]}") ;;
+    gn-*) arch+=("${GROUPNORM[@]}") ;;
+    sm-*) arch+=("${SMALL[@]}") ;;
+    vae) arch=("${VAE[@]}") ;;
     esac
-    run=("${common[@]}" quantizer.type=${q#*-} "${arch[@]}")
+    run=("${common[@]}" "${arch[@]}")
     "$VQVAE_BIN" train "${run[@]}" checkpoint.dir="$WORK/$q-full" >"$WORK/full.log" 2>&1
     check "$q: full run" [ $? -eq 0 ]
     "$VQVAE_BIN" train "${run[@]}" train.steps=10 checkpoint.dir="$WORK/$q-part" >"$WORK/p1.log" 2>&1

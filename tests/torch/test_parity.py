@@ -60,15 +60,29 @@ GROUPNORM_2 = ['model.arch=groupnorm', 'model.block_out_channels=[4, 8, 8]', 'mo
 SMALL = ['model.arch=small', 'data.channels=1', 'data.image_size=28', 'quantizer.num_embeddings=16']
 SMALL_2 = ['model.arch=small', 'model.channels=[4, 8, 16]', 'data.image_size=32', 'train.batch_size=4',
            'train.weight_decay=0.01']
+# model.type vae (the Gaussian VAE on the small arch): PyTorch runs with the C program's eps (step.h5);
+# then narrower convs, a 4-dim latent, loss weights other than 1 and weight decay
+VAE = ['model.type=vae', 'model.arch=small', 'data.channels=1', 'data.image_size=28']
+VAE_2 = VAE + ['model.channels=[4, 8, 16]', 'vae.latent_dim=4', 'vae.kl_weight=3.5', 'vae.recon_weight=0.25',
+               'train.batch_size=4', 'train.weight_decay=0.01']
 CASES = [('ema', 'ema', []), ('vq', 'vq', []), ('ema-2', 'ema', SECOND), ('vq-2', 'vq', SECOND),
          ('gn-ema', 'ema', GROUPNORM), ('gn-vq', 'vq', GROUPNORM), ('gn-ema-2', 'ema', GROUPNORM_2),
          ('gn-vq-2', 'vq', GROUPNORM_2), ('gn-vq-dropout', 'vq', GROUPNORM + ['model.dropout=0.2']),
          ('small-ema', 'ema', SMALL), ('small-vq', 'vq', SMALL), ('small-vq-2', 'vq', SMALL_2),
-         ('small-ema-2', 'ema', SMALL_2)]
+         ('small-ema-2', 'ema', SMALL_2), ('vae', 'vq', VAE), ('vae-2', 'vq', VAE_2)]
 # the reconstruction term per arch: the notebook's MSE / data variance, VQModel's plain MSE
 RECON_MODE = {'resnet': 'nmse', 'groupnorm': 'mse', 'small': 'mse'}
-# the bound of |pixel| per arch (data.range auto: centered [-0.5, 0.5]; symmetric [-1, 1] for groupnorm)
-PIXEL_BOUND = {'resnet': 0.5, 'groupnorm': 1.0, 'small': 1.0}
+# the pixel values per arch (data.range auto): v / 255 of a byte v, then - 0.5 (resnet: centered),
+# (x - 0.5) / 0.5 (groupnorm: symmetric), or unchanged (small: unit); as (offset, scale): x = offset + scale v / 255
+PIXEL_MAP = {'resnet': (-0.5, 1.0), 'groupnorm': (-1.0, 2.0), 'small': (0.0, 1.0)}
+
+
+def pixel_grid_error(images, arch):
+    """How far the batch is from the arch's pixel grid: max |v - round(v)| of the bytes v it implies,
+    and whether every v lies in [0, 255]. A batch in another data.range than the arch's fails."""
+    offset, scale = PIXEL_MAP[arch]
+    v = (images.double() - offset) / scale * 255.0
+    return float((v - v.round()).abs().max()), bool(((v > -1e-3) & (v < 255 + 1e-3)).all())
 
 RESULTS = {'passed': 0, 'failed': 0}
 WORST = []  # (case, category, key, rel err) for the summary
@@ -179,25 +193,26 @@ def compare_step(case, out_dir, overrides, before, after):
     with h5py.File(os.path.join(out_dir, 'batch.h5'), 'r') as f:
         images = torch.from_numpy(np.asarray(f['images'], np.float32))
         variance = float(f.attrs['data_variance'])
-    with h5py.File(os.path.join(out_dir, 'step.h5'), 'r') as f:
-        c_scalars = {k: float(f.attrs[k]) for k in ('loss', 'recon_loss', 'vq_loss', 'perplexity')}
-        c_codes = torch.from_numpy(np.asarray(f['codes'], np.int64))
-        c_grads = {k: torch.from_numpy(np.asarray(f['grad'][k], np.float32)) for k in f['grad']}
-
     model, cfg = vqvae_dist.load(os.path.join(out_dir, 'before.h5'))
     cfg = flatten(cfg)
     wrong = [o for o in overrides if not _same(cfg.get(o.split('=')[0]), yaml.safe_load(o.split('=', 1)[1]))]
     check(f'{case}: the stored config has the overrides', not wrong, f'not applied: {wrong}' if wrong else '')
     arch = cfg['model.arch']
-    bound, mode = PIXEL_BOUND[arch], RECON_MODE[arch]
+    mode = RECON_MODE[arch]
+    grid_err, in_range = pixel_grid_error(images, arch)
+    check(f'{case}: batch shape [train.batch_size, C, H, W], pixels on the {arch} arch\'s data.range grid',
+          images.shape[0] == cfg['train.batch_size'] and images.shape[2:] == (cfg['data.image_size'],) * 2
+          and grid_err < 1e-3 and in_range, f'{tuple(images.shape)}, off the grid by {grid_err:.2e}, in range {in_range}')
+    if cfg['model.type'] == 'vae':
+        return compare_vae_step(case, out_dir, model, cfg, images, before, after)
+    with h5py.File(os.path.join(out_dir, 'step.h5'), 'r') as f:
+        c_scalars = {k: float(f.attrs[k]) for k in ('loss', 'recon_loss', 'vq_loss', 'perplexity')}
+        c_codes = torch.from_numpy(np.asarray(f['codes'], np.int64))
+        c_grads = {k: torch.from_numpy(np.asarray(f['grad'][k], np.float32)) for k in f['grad']}
     if arch == 'groupnorm' and float(cfg['model.dropout']) > 0:
         layers = install_groupnorm_masks(model, int(cfg['train.seed']), int(before['optim'].attrs['step']),
                                          float(cfg['model.dropout']))
         print(f'  dropout {cfg["model.dropout"]}: {layers} layers with the C program\'s masks', flush=True)
-    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    check(f'{case}: batch shape [train.batch_size, C, H, W], values in [-{bound:g}, {bound:g}]',
-          images.shape[0] == cfg['train.batch_size'] and images.shape[1] == first_conv.in_channels
-          and images.abs().max() <= bound, f'{tuple(images.shape)}, max |x| {images.abs().max():.3f}')
 
     # the forward, with our own argmin; at a code mismatch, redo it with the C program's codes so
     # that the rest compares like with like
@@ -229,6 +244,36 @@ def compare_step(case, out_dir, overrides, before, after):
     for name, want in c_scalars.items():
         compare(case, 'scalar', name, out[name].item(), want)
 
+    compare_update(case, model, state0, c_grads, before, after, cfg)
+
+
+def compare_vae_step(case, out_dir, model, cfg, images, before, after):
+    """The VAE's step: the forward with the C program's eps, its loss terms, mean and logvar, then
+    the gradients and the Adam update as for the VQ models."""
+    with h5py.File(os.path.join(out_dir, 'step.h5'), 'r') as f:
+        c_scalars = {k: float(f.attrs[k]) for k in ('loss', 'recon_loss', 'kl')}
+        c_arrays = {k: torch.from_numpy(np.asarray(f[k], np.float32)) for k in ('mean', 'logvar', 'eps')}
+        c_grads = {k: torch.from_numpy(np.asarray(f['grad'][k], np.float32)) for k in f['grad']}
+    state0 = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    out = model.loss(images, eps=c_arrays['eps'])
+    check(f'{case}: eps is N(0, 1)-like (|mean| < 0.5, 0.5 < std < 1.5)', abs(float(c_arrays['eps'].mean())) < 0.5
+          and 0.5 < float(c_arrays['eps'].std()) < 1.5, f"mean {float(c_arrays['eps'].mean()):.3f}, "
+          f"std {float(c_arrays['eps'].std()):.3f} over {c_arrays['eps'].numel()}")
+    for name in ('mean', 'logvar'):
+        compare(case, 'forward', name, out[name], c_arrays[name])
+    out['loss'].backward()
+    # the C program's recon_loss is the weighted term of the loss; the module's the plain sum
+    got = {'loss': out['loss'].item(), 'recon_loss': model.recon_weight * out['recon_loss'].item(),
+           'kl': out['kl'].item()}
+    for name, want in c_scalars.items():
+        compare(case, 'scalar', name, got[name], want)
+    compare_update(case, model, state0, c_grads, before, after, cfg)
+
+
+def compare_update(case, model, state0, c_grads, before, after, cfg):
+    """After the reference's backward: every gradient, the buffers, and the Adam update against
+    the C program's after.h5."""
     trainable = {k: p for k, p in model.named_parameters() if p.requires_grad}
     check(f'{case}: /grad has exactly the trainable parameters', set(c_grads) == set(trainable),
           f'missing {sorted(set(trainable) - set(c_grads))}, extra {sorted(set(c_grads) - set(trainable))}')

@@ -1,5 +1,6 @@
 """A checkpoint written by the C program (a few training steps of configs/smoke.yaml's resnet on
-Fashion-MNIST, and of a small model.arch groupnorm with dropout, which evaluation turns off),
+Fashion-MNIST, of a small model.arch groupnorm with dropout, which evaluation turns off, of the
+small arch and of the Gaussian VAE, whose evaluation decodes the mean),
 loaded with vqvae_dist.load() (load_state_dict strict): its forward reproduces the C program's
   - evaluation (the final eval record of metrics.jsonl, full precision: recon MSE, NMSE, quantizer
     loss, perplexity over the same test images) to 1e-5 relative, and
@@ -31,8 +32,30 @@ def rel(a, b):
     return abs(a - b) / max(abs(b), 1e-12)
 
 
+def python_eval_vae(model, x, batch):
+    """The C program's evaluation of a VAE: the mean decoded (no noise), the KLD, per-batch means."""
+    recon, kl = [], []
+    with torch.no_grad():
+        for start in range(0, len(x) - batch + 1, batch):
+            xb = torch.from_numpy(x[start:start + batch])
+            mean, logvar = model.encode(xb)
+            recon.append(float(torch.mean((model.decode(mean) - xb) ** 2)))
+            kl.append(float(-0.5 * torch.mean(1 + logvar - mean.pow(2) - logvar.exp())))
+    return {'recon_mse': float(np.mean(recon)), 'kl': float(np.mean(kl))}
+
+
+def python_recon(model, x):
+    """What `reconstruct` draws: the VQ model's output, or the VAE's decoded mean."""
+    with torch.no_grad():
+        if getattr(model, 'is_vae', False):
+            return model.decode(model.encode(x)[0])
+        return model(x)[1]
+
+
 def python_eval(model, x, batch, variance, arch):
     """The C program's evaluation: whole batches in order, the mean of per-batch means."""
+    if getattr(model, 'is_vae', False):
+        return python_eval_vae(model, x, batch)
     recon, latent, codes = [], [], []
     with torch.no_grad():
         for start in range(0, len(x) - batch + 1, batch):
@@ -91,8 +114,7 @@ def test_reconstruct_matches(state):
     x = vdata.to_float(images[:COUNT], vcfg.data_range(cfg))
     check(f'{state["name"]}: reconstruct PNG: the originals = the Python reader\'s test images, byte for byte',
           np.array_equal(tiles[:COUNT], images[:COUNT, 0]))
-    with torch.no_grad():
-        recon = model(torch.from_numpy(x))[1].numpy()[:, 0]
+    recon = python_recon(model, torch.from_numpy(x)).numpy()[:, 0]
     scaled = vdata.to_unit(recon, vcfg.data_range(cfg)).astype(np.float32) * np.float32(255) + np.float32(0.5)
     want = scaled.astype(np.uint8)
     differ = want != tiles[COUNT:]
@@ -118,9 +140,12 @@ def main():
         # model.arch small: pixels in [0, 1] (data.range auto = unit), 8 grouped codes per image; a larger lr so
         # that 10 steps leave the Sigmoid output far from constant
         small = ['model.arch=small', 'quantizer.num_embeddings=16', 'model.embedding_dim=8', 'train.lr=0.01']
+        # model.type vae: evaluation and reconstruct decode the mean (no noise)
+        vae = ['model.type=vae', 'model.arch=small', 'train.lr=0.01']
         for name, quantizer, arch, extra in (('ema', 'ema', 'resnet', []), ('vq', 'vq', 'resnet', []),
                                              ('gn-ema', 'ema', 'groupnorm', groupnorm),
-                                             ('sm-vq', 'vq', 'small', small), ('sm-ema', 'ema', 'small', small)):
+                                             ('sm-vq', 'vq', 'small', small), ('sm-ema', 'ema', 'small', small),
+                                             ('vae', 'vq', 'small', vae)):
             run_dir = os.path.join(tmp, name)
             ckpt = train_tiny_run(state['bin'], run_dir, steps=10, extra=[f'quantizer.type={quantizer}'] + extra)
             case = dict(state, name=name, arch=arch, run=run_dir, ckpt=ckpt)

@@ -91,7 +91,7 @@ static Outputs run_ops(int threads, const Inputs *in) {
     o.params = copy_of(in->params, N), o.m = copy_of(in->m, N), o.v = copy_of(in->v, N);
     ops->adam_update(&ctx, o.params, in->grads, o.m, o.v, N, &state);
     o.images = xmalloc((size_t)BATCH * IMAGE * sizeof(float));
-    ops->gather_images(&ctx, in->pixels, in->perm, BATCH / 2, BATCH, IMAGE, o.images);
+    ops->gather_images(&ctx, in->pixels, in->perm, BATCH / 2, BATCH, IMAGE, PIXELS_SYMMETRIC, o.images);
     ops_context_destroy(&ctx);
     return o;
 }
