@@ -1,8 +1,9 @@
 """tools/plot.py on a tiny run's output: every command writes a non-empty PNG of exactly the asked
 size and prints its path (this checks the file, not the art); bad arguments (a missing file, a VAE
 checkpoint given to the codebook plot, a codes file from another checkpoint, ...) exit 1 with a
-message naming the problem. The run: a few C training steps (resnet, Fashion-MNIST) and an untrained
-small VAE checkpoint written from Python; codes files from python3 -m vqvae_dist encode."""
+message naming the problem. The runs: a few C training steps of the resnet and of the Gaussian VAE
+(model.type vae) on Fashion-MNIST; the VQ codes files from python3 -m vqvae_dist encode, the VAE's
+from `vqvae_dist encode` (the C program)."""
 import contextlib
 import importlib.util
 import io
@@ -12,21 +13,11 @@ import tempfile
 
 import torch
 
-from checks import SOURCE_DIR, binary, check, run_tests, train_tiny_run
+from checks import SOURCE_DIR, binary, check, run, run_tests, train_tiny_run
 
-import vqvae_dist  # noqa: E402
 from vqvae_dist import codes as vcodes  # noqa: E402
-from vqvae_dist import config as vcfg  # noqa: E402
 
-VAE = """model:
-  type: vae
-  arch: small
-vae:
-  latent_dim: 4
-data:
-  dataset: fashion_mnist
-  path: "/usr/share/datasets/fashion-mnist"
-"""
+VAE = ['model.type=vae', 'model.arch=small', 'vae.latent_dim=4', 'train.lr=0.01']
 
 
 def load_plot_tool():
@@ -79,14 +70,16 @@ def expect_error(name, words, *argv, rc_want=1):
 def make_inputs(bin_path, tmp):
     run_dir = os.path.join(tmp, 'run')
     ckpt = train_tiny_run(bin_path, run_dir, steps=10, extra=['checkpoint.every=5', 'checkpoint.keep=3'])
-    torch.manual_seed(0)
-    cfg = vcfg.parse(VAE)
-    vae = vqvae_dist.write_checkpoint(os.path.join(tmp, 'vae.h5'), vqvae_dist.build_model(cfg, (1, 28, 28)), VAE,
-                                      step=3)
-    paths = {'run': run_dir, 'ckpt': ckpt, 'ckpt5': os.path.join(run_dir, 'ckpt_00000005.h5'), 'vae': vae}
+    vae_run = os.path.join(tmp, 'vae_run')
+    vae = train_tiny_run(bin_path, vae_run, steps=10, extra=VAE)
+    paths = {'run': run_dir, 'ckpt': ckpt, 'ckpt5': os.path.join(run_dir, 'ckpt_00000005.h5'), 'vae': vae,
+             'vae_run': vae_run}
     for name, source, count, latents in (('codes', ckpt, 120, True), ('codes_plain', ckpt, 50, False),
-                                         ('codes5', paths['ckpt5'], 50, False), ('vae_codes', vae, 300, False)):
+                                         ('codes5', paths['ckpt5'], 50, False)):
         paths[name] = vcodes.encode_checkpoint(source, os.path.join(tmp, f'{name}.h5'), 'test', count, latents)
+    paths['vae_codes'] = os.path.join(tmp, 'vae_codes.h5')
+    rc, text = run([bin_path, 'encode', '--checkpoint', vae, '--out', paths['vae_codes'], '--count', '300'])
+    check('vqvae_dist encode of the VAE checkpoint (the C program\'s /mean and /logvar)', rc == 0, text[-800:])
     return paths
 
 
@@ -110,6 +103,8 @@ def test_plots(p, out):
                '--out', os.path.join(out, 'class_means.png'))
     expect_png('interpolate', (600, 620), 'interpolate', p['vae'], '--codes', p['vae_codes'], '--classes', '0,1,7,9',
                '--out', os.path.join(out, 'interpolate.png'))
+    expect_png('curves of a VAE run (loss, recon_loss, kl)', (640, 480), 'curves',
+               os.path.join(p['vae_run'], 'metrics.jsonl'), '--out', os.path.join(out, 'vae_curves.png'))
 
 
 def test_errors(p, out, tmp):
@@ -121,7 +116,7 @@ def test_errors(p, out, tmp):
     expect_error('curves of a file that is not JSON lines', ['bad.jsonl line 1'], 'curves',
                  os.path.join(tmp, 'bad.jsonl'))
     expect_error('codebook of a missing checkpoint', [missing, 'no such file'], 'codebook', missing)
-    expect_error('codebook of a VAE checkpoint', ['vae.h5', 'VAE', 'plot.py latent'], 'codebook', p['vae'])
+    expect_error('codebook of a VAE checkpoint', ['vae_run', 'VAE', 'plot.py latent'], 'codebook', p['vae'])
     expect_error('codebook with a codes file from another checkpoint', ['codes5.h5', 'written from checkpoint',
                  'step 5', 'step 10'], 'codebook', p['ckpt'], '--codes', p['codes5'])
     expect_error('codebook with a checkpoint where the codes file belongs', ['not a vqvae_dist codes file'],

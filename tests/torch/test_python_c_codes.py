@@ -6,7 +6,9 @@ steps of configs/smoke.yaml's resnet on Fashion-MNIST):
     near-ties, latents to 1e-5 of their scale), and its labels are the dataset's;
   - `vqvae_dist decode` of them = PyTorch's decode_codes() pixel for pixel (a pixel may differ only
     within 1e-5 of the 8-bit rounding boundary), and it decodes the Python writer's file of the
-    same codes into the same PNG.
+    same codes into the same PNG;
+  - for a Gaussian VAE (model.type vae): encode's means and log-variances are the module's, and
+    decode of the means is PyTorch's decode(mean).
 A missing binary FAILS (ctest sets VQVAE_BIN)."""
 import os
 import tempfile
@@ -99,6 +101,39 @@ def test_decode_matches_pytorch(s):
           text[-1500:] if rc else f'codes equal: {same_codes}')
 
 
+def test_vae_matches_pytorch(s, tmp):
+    """A VAE (model.type vae): encode's /mean and /logvar are the module's to 1e-5 of their scale, the
+    Python writer reads the file, and decode of the means = PyTorch's decode(mean) pixel for pixel."""
+    ckpt = train_tiny_run(s['bin'], os.path.join(tmp, 'vae'), steps=10,
+                          extra=['model.type=vae', 'model.arch=small', 'train.lr=0.01'])
+    path = os.path.join(tmp, 'vae.h5')
+    rc, text = run([s['bin'], 'encode', '--checkpoint', ckpt, '--out', path, '--count', str(COUNT)])
+    if not check('vae: vqvae_dist encode wrote a codes file', rc == 0 and os.path.exists(path), text[-1500:]):
+        return
+    c = vcodes.read(path, vqvae_dist.Checkpoint(ckpt))
+    model, cfg = vqvae_dist.load(ckpt)
+    py = vcodes.encode_arrays(model, vdata.to_float(vdata.load_split(cfg, 'test')[0][:COUNT], 'unit'))
+    for name in ('mean', 'logvar'):
+        scale = float(np.abs(py[name]).max())
+        err = float(np.abs(c[name] - py[name]).max()) if c[name] is not None else float('inf')
+        check(f'vae: /{name}: C = PyTorch to 1e-5 of its scale', err <= TOL * scale, f'max diff {err:.2e}, '
+              f'scale {scale:.3f}')
+    out = os.path.join(tmp, 'vae_decode.png')
+    rc, text = run([s['bin'], 'decode', '--checkpoint', ckpt, '--codes', path, '--out', out, '--count', str(DECODED),
+                    '--cols', str(COLUMNS), '--scale', '1'])
+    if not check('vae: vqvae_dist decode of the means wrote a PNG', rc == 0 and os.path.exists(out), text[-1500:]):
+        return
+    with torch.no_grad():
+        images = model.decode(torch.from_numpy(c['mean'][:DECODED])).numpy()[:, 0]
+    scaled = np.clip(images, 0, 1).astype(np.float32) * np.float32(255) + np.float32(0.5)   # data.range unit
+    tiles = png_tiles(out, DECODED, 28)
+    differ = scaled.astype(np.uint8) != tiles
+    near_boundary = np.abs(scaled - np.round(scaled)) <= 255 * TOL
+    check('vae: decode PNG: every pixel = PyTorch decode(mean), but at a rounding boundary (within 1e-5)',
+          not np.any(differ & ~near_boundary) and len(np.unique(tiles)) > 20,
+          f'{int(differ.sum())} of {differ.size} pixels differ, {len(np.unique(tiles))} distinct values')
+
+
 def main():
     torch.set_num_threads(1)
     s = {'bin': binary()}
@@ -123,7 +158,9 @@ def main():
         def codes(): test_codes_match_pytorch(s)
 
         def decode(): test_decode_matches_pytorch(s)
-        return run_tests([reader, codes, decode])
+
+        def vae(): test_vae_matches_pytorch(s, tmp)
+        return run_tests([reader, codes, decode, vae])
 
 
 if __name__ == '__main__':
