@@ -17,6 +17,7 @@ int build_reparam(Net *net, const char *name, int mean, int logvar) {
     snprintf(slot_name, sizeof slot_name, "%s.eps", name);
     int dims[2] = {n, dim};
     int eps = net_slot(net, slot_name, SLOT_F32, 0, 2, dims);
+    net->slots[eps].producer = layer;
     Layer *L = &net->layers[layer];
     L->sp.n = n;
     L->sp.c = dim;
