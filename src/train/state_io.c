@@ -34,7 +34,8 @@ void state_fill_meta(const Session *s, const TrainState *st, CheckpointMeta *met
     meta->seed = cfg->seed;
     meta->world_size = s->dist->world;
     copy_string(meta->arch, sizeof meta->arch, cfg->arch);
-    copy_string(meta->quantizer, sizeof meta->quantizer, cfg->quantizer);
+    // a VAE has no quantizer (its config still holds the unused quantizer keys)
+    copy_string(meta->quantizer, sizeof meta->quantizer, spec->type == MODEL_VAE ? "none (model.type vae)" : cfg->quantizer);
     meta->data_variance = spec->data_variance;
     meta->image_channels = spec->in_channels;
     meta->image_height = spec->height;
