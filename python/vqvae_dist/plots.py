@@ -192,12 +192,18 @@ def codebook(ckpt_path, out, size=(1500, 500), dpi=100, codes_path=None, split='
             xy = _project(points, method, seed)
             _scatter_by_label(ax, xy[:len(pick)], None if per_vector is None else per_vector[pick], names)
             codes_xy, used = xy[len(pick):], counts > 0
-            ax.scatter(codes_xy[~used, 0], codes_xy[~used, 1], marker='x', s=20, c='0.7', lw=1, label='unused code')
-            ax.scatter(codes_xy[used, 0], codes_xy[used, 1], marker='x', s=25, c='black', lw=1, label='used code')
+            if (~used).any():   # no legend entry for codes that are not there
+                ax.scatter(codes_xy[~used, 0], codes_xy[~used, 1], marker='x', s=20, c='0.7', lw=1,
+                           label=f'unused code ({int((~used).sum())})')
+            ax.scatter(codes_xy[used, 0], codes_xy[used, 1], marker='x', s=25, c='black', lw=1,
+                       label=f'used code ({int(used.sum())})')
             ax.set_title(f'{method}: {len(pick)} encoder outputs and the {k} codes', fontsize=10)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[2].legend(fontsize=6, markerscale=3, loc='center left', bbox_to_anchor=(1.0, 0.5))
+        legend = axes[2].legend(fontsize=6, markerscale=3, loc='center left', bbox_to_anchor=(1.0, 0.5))
+        for handle in legend.legend_handles if hasattr(legend, 'legend_handles') else legend.legendHandles:
+            if 'code (' in handle.get_label():
+                handle.set_sizes([25])   # the class dots are scaled up to be seen; the code crosses need not be
     source = codes_path or f'{split} split'
     fig.suptitle(f'{os.path.basename(ckpt_path)} (step {ckpt.step}): codebook, from {source}', fontsize=11)
     fig.tight_layout()
