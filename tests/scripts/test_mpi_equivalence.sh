@@ -6,8 +6,11 @@
 #   (a) 50 steps at np=2 and np=4 with dist.verify_every=10: every rank holds bitwise the same
 #       parameters, codebook, EMA buffers and Adam moments (checksum compared in the program);
 #   (b) after ONE step, Adam's exp_avg (= 0.1 x the averaged gradient) of np=2 / np=4 vs np=1:
-#       per tensor max|a-b| / max|b| <= 1e-6: the all-reduce averages the gradients correctly
-#       (a sum without the division, or a missing rank, is off by a factor, not by 1e-7);
+#       per tensor max|a-b| / max|b| <= 2e-6: the all-reduce averages the gradients correctly
+#       (a sum without the division, or a missing rank, is off by a factor, not by 1e-6).
+#       Measured 2026-12-03: up to 9.5e-7 for the resnet and small cases, 1.07e-6 for gn-vq at
+#       np=4 once groupnorm's batches really are in [-1, 1] (data.range applied in training);
+#       the tolerance was 1e-6 before that;
 #   (c) after 50 steps, the model (parameters and EMA buffers): relative L2 error of everything
 #       together ||a-b|| / ||b|| <= 1e-5 and per tensor max|a-b| / max|b| <= 1e-4. The per-tensor
 #       error after 50 steps (~2e-5) is larger than the gradients' (~2e-7) because Adam's first
@@ -30,7 +33,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib/common.sh"
 source "$here/lib/mpi.sh"
 
-STEP1_TOL=1e-6    # (b) per tensor, exp_avg after one step
+STEP1_TOL=2e-6    # (b) per tensor, exp_avg after one step (measured up to 1.07e-6, see above)
 L2_TOL=1e-5       # (c) all model tensors together, after 50 steps
 MAX_TOL=1e-4      # (c) per tensor, after 50 steps
 OUTLIERS=300      # (c) elements allowed beyond MAX_TOL in all (~1 flipped ReLU, see above)
