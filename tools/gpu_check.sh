@@ -233,7 +233,14 @@ nccl() {
 
 # ---- outputs -----------------------------------------------------------------------------------
 pack() {
+    local rc=$?
     trap - EXIT INT TERM
+    # A shell error (set -u, a bad source) ends the script outside any step: say so, with the log
+    # it went to, rather than leave a summary with no verdict.
+    if [ "$rc" -ne 0 ] && [ "${FAILED:-0}" -eq 0 ]; then
+        echo "ABORTED    exit code $rc outside a step (a shell error?); the last lines of setup.log:" >>"$SUMMARY"
+        tail -n 5 "$WORK/setup.log" 2>/dev/null | sed 's/^/  | /' >>"$SUMMARY"
+    fi
     [ -n "${CPU_PIDS_LIST:-}" ] && kill -TERM $CPU_PIDS_LIST 2>/dev/null
     {
         echo
@@ -264,12 +271,14 @@ trap 'note "# stopped by a signal"; exit 130' INT TERM
 # ---- main --------------------------------------------------------------------------------------
 if ! gpu_env_setup "$WORK" >"$WORK/setup.log" 2>&1; then
     cat "$WORK/setup.log"
+    FAILED=1
     note "setup      FAIL (unpacking the bundle; see setup.log)"
     exit 1
 fi
 note "setup: $(tail -n 1 "$WORK/setup.log"); cuDNN ${CUDNN_LIB:-none}, NCCL ${NCCL_LIB:-none}"
 export NVCC CUDA_HOME CUDNN_H NCCL_H CUDNN_LIB NCCL_LIB GPU_BUILD_TARGETS CUDA_MODE
 if ! step build "$(box 300)" build; then
+    FAILED=1
     note "the build failed: nothing else can run (see build.log)"
     exit 1
 fi

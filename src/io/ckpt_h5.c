@@ -302,27 +302,34 @@ cleanup:
     return rc;
 }
 
-int ckpt_dataset_write(hid_t f, const CkptTensor *t, const CkptCtx *cx) {
+int ckpt_h5_dataset_write(hid_t f, const CkptDataset *d, const CkptCtx *cx) {
     int rc = -1;
     hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
-    hsize_t dims[CKPT_MAX_DIMS], chunk[CKPT_MAX_DIMS];
-    char full[CKPT_NAME_MAX + 1];
-    snprintf(full, sizeof full, "/%s", t->name);
-    for (int i = 0; i < t->ndim; i++) dims[i] = (hsize_t)t->shape[i];
-    chunk_dims(t->ndim, dims, chunk);
-    if (make_parents(f, t->name, cx) != 0) goto cleanup;
-    TRY_H5(cx, space = H5Screate_simple(t->ndim, dims, NULL), full);
-    TRY_H5(cx, dcpl = H5Pcreate(H5P_DATASET_CREATE), full);
-    TRY_H5(cx, H5Pset_chunk(dcpl, t->ndim, chunk), full);
-    TRY_H5(cx, H5Pset_fletcher32(dcpl), full);
-    TRY_H5(cx, dset = H5Dcreate2(f, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), full);
-    TRY_H5(cx, H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data), full);
+    TRY_H5(cx, space = H5Screate_simple(d->ndim, d->dims, NULL), d->object);
+    TRY_H5(cx, dcpl = H5Pcreate(H5P_DATASET_CREATE), d->object);
+    if (!d->times) TRY_H5(cx, H5Pset_obj_track_times(dcpl, 0), d->object);
+    TRY_H5(cx, H5Pset_chunk(dcpl, d->ndim, d->chunk), d->object);
+    if (d->gzip_level > 0) TRY_H5(cx, H5Pset_deflate(dcpl, (unsigned)d->gzip_level), d->object);
+    TRY_H5(cx, H5Pset_fletcher32(dcpl), d->object);
+    TRY_H5(cx, dset = H5Dcreate2(f, d->name, d->file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), d->object);
+    TRY_H5(cx, H5Dwrite(dset, d->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, d->data), d->object);
     rc = 0;
 cleanup:
     ckpt_h5_close(dset);
     ckpt_h5_close(dcpl);
     ckpt_h5_close(space);
     return rc;
+}
+
+int ckpt_dataset_write(hid_t f, const CkptTensor *t, const CkptCtx *cx) {
+    hsize_t dims[CKPT_MAX_DIMS], chunk[CKPT_MAX_DIMS];
+    char full[CKPT_NAME_MAX + 1];
+    snprintf(full, sizeof full, "/%s", t->name);
+    for (int i = 0; i < t->ndim; i++) dims[i] = (hsize_t)t->shape[i];
+    chunk_dims(t->ndim, dims, chunk);
+    if (make_parents(f, t->name, cx) != 0) return -1;
+    CkptDataset d = {t->name, full, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims, chunk, 0, 1, t->data};
+    return ckpt_h5_dataset_write(f, &d, cx);
 }
 
 // 0 when every group on the way to t and t itself exist; else an error naming the first missing.

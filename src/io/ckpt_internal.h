@@ -78,6 +78,18 @@ int ckpt_attr_read_string(hid_t loc, const char *loc_name, const char *name, cha
 
 int64_t ckpt_tensor_count(const CkptTensor *t);
 void ckpt_format_shape(char *buf, size_t len, int ndim, const hsize_t *dims);
+// One dataset, chunked as `chunk`, with fletcher32 (after gzip when gzip_level > 0, so the checksum
+// covers the stored bytes). times 0 leaves out the object times (the same data, the same bytes).
+// Its parent groups must exist; errors name `object`.
+typedef struct {
+    const char *name, *object;
+    hid_t file_type, mem_type;
+    int ndim;
+    const hsize_t *dims, *chunk;
+    int gzip_level, times;
+    const void *data;
+} CkptDataset;
+int ckpt_h5_dataset_write(hid_t f, const CkptDataset *d, const CkptCtx *cx);
 // Writes t under f as a chunked float32 dataset with fletcher32, creating its parent groups
 // (which track creation order, so listings follow the caller's order).
 int ckpt_dataset_write(hid_t f, const CkptTensor *t, const CkptCtx *cx);

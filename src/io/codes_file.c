@@ -29,27 +29,15 @@ static hid_t code_type(int64_t k) {
 }
 
 static int write_array(hid_t f, const CodesArray *a, const CkptCtx *cx) {
-    int rc = -1;
-    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t chunk[CODES_MAX_DIMS], image_bytes = H5Tget_size(a->file_type);
     for (int i = 0; i < a->ndim; i++) chunk[i] = a->dims[i];
     for (int i = 1; i < a->ndim; i++) image_bytes *= a->dims[i];
     chunk[0] = image_bytes >= CODES_CHUNK_BYTES ? 1 : CODES_CHUNK_BYTES / image_bytes;
     if (chunk[0] > a->dims[0]) chunk[0] = a->dims[0];
-    TRY_H5(cx, space = H5Screate_simple(a->ndim, a->dims, NULL), a->name);
-    TRY_H5(cx, dcpl = H5Pcreate(H5P_DATASET_CREATE), a->name);
-    TRY_H5(cx, H5Pset_obj_track_times(dcpl, 0), a->name);   // no times: same codes, same bytes
-    TRY_H5(cx, H5Pset_chunk(dcpl, a->ndim, chunk), a->name);
-    if (a->gzip) TRY_H5(cx, H5Pset_deflate(dcpl, CODES_GZIP_LEVEL), a->name);
-    TRY_H5(cx, H5Pset_fletcher32(dcpl), a->name);
-    TRY_H5(cx, dset = H5Dcreate2(f, a->name, a->file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), a->name);
-    TRY_H5(cx, H5Dwrite(dset, a->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->data), a->name);
-    rc = 0;
-cleanup:
-    ckpt_h5_close(dset);
-    ckpt_h5_close(dcpl);
-    ckpt_h5_close(space);
-    return rc;
+    // no times: same codes, same bytes
+    CkptDataset d = {a->name, a->name, a->file_type, a->mem_type, a->ndim, a->dims, chunk,
+                     a->gzip ? CODES_GZIP_LEVEL : 0, 0, a->data};
+    return ckpt_h5_dataset_write(f, &d, cx);
 }
 
 static int write_attrs(hid_t f, const CodesFile *cf, const CkptCtx *cx) {

@@ -9,30 +9,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../src/core/common.h"
 #include "../../src/core/rng.h"
-#include "../../src/model/layers.h"
-#include "test_util.h"
+#include "fd_fixture.h"
 
 enum { N = 2, C = 3, S = 5 };
 
-typedef struct {
-    OpsContext ctx;
-    ParamRegistry reg;
-    Net net;
-    float *params, *grads;
-    int input, target, scalars;
-} TestNet;
-
-static void test_net_begin(TestNet *t) {
-    memset(t, 0, sizeof *t);
-    ops_context_init(&t->ctx, "cpu", 0, 1, PRECISION_FP32, 1);
-    param_registry_init(&t->reg);
-    net_init(&t->net, &t->ctx, &t->reg);
-    int dims[4] = {N, C, S, S}, sdims[1] = {2};
-    t->input = net_slot(&t->net, "input", SLOT_F32, 0, 4, dims);
+// The input, its target and the loss scalars; the layers come next.
+static void test_net_begin(FdNet *t) {
+    int dims[4] = {N, C, S, S};
+    fd_net_begin(t, dims, 2);
     t->target = net_slot(&t->net, "target", SLOT_F32, 0, 4, dims);
-    t->scalars = net_slot(&t->net, "scalars", SLOT_F32, 0, 1, sdims);
 }
 
 static void fill_random(float *x, size_t n, uint64_t seed, float scale) {
@@ -40,26 +26,11 @@ static void fill_random(float *x, size_t n, uint64_t seed, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = scale * rng_uniform_range(&rng, -1.0f, 1.0f);
 }
 
-static void test_net_end_build(TestNet *t) {
-    param_registry_finalize(&t->reg);
-    t->params = t->ctx.ops->alloc(&t->ctx, t->reg.total_count * sizeof(float));
-    t->grads = t->ctx.ops->alloc(&t->ctx, t->reg.trainable_count * sizeof(float));
-    net_finalize(&t->net, t->params, t->grads);
+static void test_net_end_build(FdNet *t) {
+    fd_net_finalize(t);
     fill_random(t->params, t->reg.total_count, 1, 0.5f);
     fill_random(t->net.slots[t->input].data, t->net.slots[t->input].count, 2, 1.0f);
     fill_random(t->net.slots[t->target].data, t->net.slots[t->target].count, 3, 1.0f);
-}
-
-static void test_net_free(TestNet *t) {
-    net_free(&t->net);
-    t->ctx.ops->release(&t->ctx, t->params);
-    t->ctx.ops->release(&t->ctx, t->grads);
-    ops_context_destroy(&t->ctx);
-}
-
-static double loss_of(TestNet *t) {
-    net_forward_range(&t->net, 0, t->net.layer_count);
-    return ((float *)t->net.slots[t->scalars].data)[0];
 }
 
 static ConvShape conv3(void) { return conv_shape(N, C, S, S, C, 3, 1, 1, 0, 1); }
@@ -67,7 +38,7 @@ static ConvShape conv3(void) { return conv_shape(N, C, S, S, C, 3, 1, 1, 0, 1); 
 // b = relu(a); c = conv1(b); r = conv2(b); c += b; r2 = conv3(r); r2 += c; loss(r2).
 // Backward: c's and b's gradients share a buffer after the first add, then conv2 adds into b's
 // while c's is still needed by conv1: the plan must copy b's first.
-static void build_copy_on_write_graph(TestNet *t) {
+static void build_copy_on_write_graph(FdNet *t) {
     Net *net = &t->net;
     int a = build_conv(net, "conv0", t->input, conv3());
     int b = build_relu(net, "relu_b", a, 0);
@@ -86,7 +57,7 @@ static int find_layer(const Net *net, const char *name) {
 }
 
 static void test_copy_on_write(TestCounts *c) {
-    TestNet t;
+    FdNet t;
     test_net_begin(&t);
     build_copy_on_write_graph(&t);
     test_net_end_build(&t);
@@ -98,18 +69,15 @@ static void test_copy_on_write(TestCounts *c) {
     EXPECT(c, relu_b->mode[0] == GRAD_ALIAS, "relu_b's gradient buffer is its alone: it should run in place (mode %d)",
            relu_b->mode[0]);
 
-    loss_of(&t);
-    net_backward(&t.net);
     size_t n = t.reg.trainable_count;
-    float *analytic = xmalloc(n * sizeof(float));
-    memcpy(analytic, t.grads, n * sizeof(float));
+    float *analytic = fd_net_analytic(&t);
     double worst = 0.0;
     for (size_t i = 0; i < n; i++) {
         float keep = t.params[i], h = 1e-3f;
         t.params[i] = keep + h;
-        double up = loss_of(&t);
+        double up = fd_net_loss(&t);
         t.params[i] = keep - h;
-        double down = loss_of(&t);
+        double down = fd_net_loss(&t);
         t.params[i] = keep;
         double numeric = (up - down) / (2.0 * h);
         double err = fabs(numeric - analytic[i]) / (fabs(numeric) + 1e-2);
@@ -119,13 +87,13 @@ static void test_copy_on_write(TestCounts *c) {
            worst);
     EXPECT(c, worst < 2e-2, "worst relative gradient error %.3g", worst);
     free(analytic);
-    test_net_free(&t);
+    fd_net_free(&t);
 }
 
 // conv -> relu (in place) -> conv -> relu (in place) -> loss: both ReLUs run in place on their
 // conv's output gradient, and two gradient buffers suffice (they alternate).
 static void test_chain_plan(TestCounts *c) {
-    TestNet t;
+    FdNet t;
     test_net_begin(&t);
     Net *net = &t.net;
     int a = build_conv(net, "conv_a", t.input, conv3());
@@ -139,12 +107,12 @@ static void test_chain_plan(TestCounts *c) {
     EXPECT(c, net->layers[find_layer(net, "conv_a")].mode[0] == GRAD_NONE, "the input needs no gradient");
     EXPECT(c, net->grad_buffers == 2, "%d gradient buffers, expected 2", net->grad_buffers);
     EXPECT(c, net->scratch_bytes == 0, "no accumulation, but %zu scratch bytes", net->scratch_bytes);
-    test_net_free(&t);
+    fd_net_free(&t);
 }
 
 // conv -> x; y = conv_y(x); relu(x) in place would overwrite the input conv_y's backward needs.
 static void build_bad_inplace(void) {
-    TestNet t;
+    FdNet t;
     test_net_begin(&t);
     int x = build_conv(&t.net, "conv", t.input, conv3());
     int y = build_conv(&t.net, "conv_y", x, conv3());
@@ -152,19 +120,19 @@ static void build_bad_inplace(void) {
     build_add_inplace(&t.net, "sum", y, x);
     build_mse_loss(&t.net, "loss", y, t.target, 1.0f, t.scalars, 0);
     test_net_end_build(&t);
-    test_net_free(&t);
+    fd_net_free(&t);
 }
 
 // y = relu(conv(x)) (not in place); y += x in place would overwrite the output relu's backward reads.
 static void build_bad_inplace_over_output(void) {
-    TestNet t;
+    FdNet t;
     test_net_begin(&t);
     int x = build_conv(&t.net, "conv", t.input, conv3());
     int y = build_relu(&t.net, "relu", x, 0);
     y = build_add_inplace(&t.net, "sum", y, x);
     build_mse_loss(&t.net, "loss", y, t.target, 1.0f, t.scalars, 0);
     test_net_end_build(&t);
-    test_net_free(&t);
+    fd_net_free(&t);
 }
 
 static void expect_refused(TestCounts *c, void (*build)(void), const char *what) {
