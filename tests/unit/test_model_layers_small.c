@@ -1,5 +1,5 @@
 // test_model_layers_small.c: the small arch's layer kinds (sigmoid, linear, ConvTranspose2d with
-// output_padding, the grouped quantizer) in small networks on the CPU backend: conv0 -> the
+// output_padding, the grouped quantizer, the VAE's reparam and KL term) in small networks on the CPU backend: conv0 -> the
 // layer(s) -> MSE against a random target. Every trainable gradient is checked against central
 // finite differences of the loss; the grouped quantizer's codes against a brute-force nearest
 // search on PyTorch's view z.permute(0, 2, 3, 1).reshape(-1, D).
@@ -94,8 +94,79 @@ static void test_grouped_quantizer(TestCounts *c) {
     fd_net_free(&t);
 }
 
+// ---- the Gaussian VAE's layers (layer_vae.c) ---------------------------------------------------
+// conv0 -> linear mean and logvar (L = 3) -> kl_loss (weight KL_W, scalar 1) -> reparam -> linear
+// (3 -> 5) -> MSE (scalar 0). The loss the gradients belong to is MSE + KL_W KLD.
+enum { L = 3 };
+static const float KL_W = 0.7f;
+
+static double vae_loss(void *state) {
+    FdNet *t = state;
+    net_forward_range(&t->net, 0, t->net.layer_count);
+    const float *s = t->net.slots[t->scalars].data;
+    return (double)s[0] + KL_W * (double)s[1];
+}
+
+static int build_vae(FdNet *t, int *mean, int *logvar, int *reparam) {
+    int x = begin(t);
+    *mean = build_linear(&t->net, "mean", x, L);
+    *logvar = build_linear(&t->net, "logvar", x, L);
+    build_kl_loss(&t->net, "kl", *mean, *logvar, KL_W, t->scalars, 1);
+    int z = build_reparam(&t->net, "reparam", *mean, *logvar);
+    *reparam = t->net.layer_count - 1;
+    t->net.seed = 77;
+    t->net.step = &t->step;
+    t->step = 5;
+    return build_linear(&t->net, "dec", z, 5);
+}
+
+static void test_vae_layers(TestCounts *c) {
+    FdNet t;
+    int mean, logvar, reparam;
+    fd_net_finish_mse(&t, build_vae(&t, &mean, &logvar, &reparam));
+    size_t n = t.reg.trainable_count;
+    vae_loss(&t);
+    net_backward(&t.net);
+    float *analytic = xmalloc(n * sizeof(float));
+    memcpy(analytic, t.grads, n * sizeof(float));
+    double err = grad_fd_error(vae_loss, &t, t.params, n, analytic, 1, 1e-2f);
+    printf("%-40s %5zu parameter gradients vs finite differences: error %.2e of max|grad|\n",
+           "vae: reparam + kl", n, err);
+    EXPECT(c, err < 5e-3, "vae: gradient error %.3g", err);
+    free(analytic);
+
+    // the forward against the definitions, from the eps the layer kept
+    vae_loss(&t);
+    const float *mu = t.net.slots[mean].data, *lv = t.net.slots[logvar].data;
+    const Layer *r = &t.net.layers[reparam];
+    const float *eps = t.net.slots[r->sp.aux[0]].data, *z = r->y;
+    double kl = 0.0, zerr = 0.0, eps_sq = 0.0;
+    for (int i = 0; i < N * L; i++) {
+        kl += -0.5 * (1.0 + lv[i] - (double)mu[i] * mu[i] - exp(lv[i]));
+        zerr = fmax(zerr, fabs(z[i] - (mu[i] + eps[i] * exp(0.5 * lv[i]))));
+        eps_sq += (double)eps[i] * eps[i];
+    }
+    kl /= N * L;
+    double got = ((const float *)t.net.slots[t.scalars].data)[1];
+    EXPECT(c, fabs(got - kl) <= 1e-5 * fmax(1.0, fabs(kl)), "vae: KLD scalar %.7g, definition %.7g", got, kl);
+    EXPECT(c, zerr < 1e-5 && eps_sq > 0.0, "vae: z = mean + eps exp(logvar / 2) off by %.3g (sum eps^2 %.3g)", zerr,
+           eps_sq);
+
+    // eps is keyed on the global sample: with first_sample 1, sample 0 draws what sample 1 drew
+    float eps1 = eps[L];
+    t.net.first_sample = 1;
+    vae_loss(&t);
+    EXPECT(c, eps[0] == eps1, "vae: eps of global sample 1: %g as sample 0 of the next rank, %g before", eps[0], eps1);
+    // out of training: z is the mean, eps zero
+    t.net.training = 0;
+    vae_loss(&t);
+    EXPECT(c, memcmp(z, mu, N * L * sizeof(float)) == 0 && eps[0] == 0.0f, "vae: evaluation should decode the mean");
+    fd_net_free(&t);
+}
+
 int main(void) {
     TestCounts c = {0, 0};
+    test_vae_layers(&c);
     test_sigmoid(&c);
     test_linear(&c);
     test_conv_transpose_output_padding(&c);
