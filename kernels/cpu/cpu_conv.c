@@ -59,7 +59,9 @@ ConvChunks cpu_conv_chunks(const ConvShape *s) {
     return ch;
 }
 
-static int uses_onednn(const OpsContext *ctx) { return ctx->cpu_conv == CPU_CONV_ONEDNN; }
+static int uses_onednn(const OpsContext *ctx, const ConvShape *s) {
+    return ctx->cpu_conv == CPU_CONV_ONEDNN && !conv_is_dense(s);
+}
 
 static OnednnState *onednn_state(OpsContext *ctx) {
     CpuBackend *b = (CpuBackend *)ctx->backend;
@@ -68,7 +70,7 @@ static OnednnState *onednn_state(OpsContext *ctx) {
 }
 
 static ConvSpace conv_space(OpsContext *ctx, const ConvShape *s, const ConvChunks *ch) {
-    return uses_onednn(ctx) ? onednn_space(onednn_state(ctx), s) : im2col_space(s, ch);
+    return uses_onednn(ctx, s) ? onednn_space(onednn_state(ctx), s) : im2col_space(s, ch);
 }
 
 // The workspace carved up (see ConvSpace). im2col with one chunk writes the weight gradient
@@ -80,23 +82,25 @@ typedef struct {
     ConvSpace space;
 } ConvWorkspace;
 
-static int needs_partials(const OpsContext *ctx, const ConvChunks *ch) { return uses_onednn(ctx) || ch->count > 1; }
+static int needs_partials(const OpsContext *ctx, const ConvShape *s, const ConvChunks *ch) {
+    return uses_onednn(ctx, s) || ch->count > 1;
+}
 
-static size_t workspace_bytes(const OpsContext *ctx, const ConvChunks *ch, const ConvSpace *sp) {
-    size_t partials = needs_partials(ctx, ch) ? (size_t)ch->count * sp->partial_floats * sizeof(float) : 0;
+static size_t workspace_bytes(const OpsContext *ctx, const ConvShape *s, const ConvChunks *ch, const ConvSpace *sp) {
+    size_t partials = needs_partials(ctx, s, ch) ? (size_t)ch->count * sp->partial_floats * sizeof(float) : 0;
     return sp->shared_bytes + partials + (size_t)ctx->threads * sp->thread_bytes;
 }
 
 static ConvWorkspace conv_workspace(OpsContext *ctx, const ConvShape *s, const ConvChunks *ch, const char *op) {
     ConvWorkspace w;
     w.space = conv_space(ctx, s, ch);
-    size_t need = workspace_bytes(ctx, ch, &w.space);
+    size_t need = workspace_bytes(ctx, s, ch, &w.space);
     CHECK(ctx->workspace_bytes >= need && (need == 0 || ctx->workspace),
           "%s: convolution workspace too small: this layer needs %zu bytes, the context has %zu; reserve the "
           "maximum of conv_prepare() over all layers with reserve_workspace() at start-up", op, need,
           ctx->workspace_bytes);
     w.shared = (char *)ctx->workspace;
-    w.partials = needs_partials(ctx, ch) ? (float *)(w.shared + w.space.shared_bytes) : NULL;
+    w.partials = needs_partials(ctx, s, ch) ? (float *)(w.shared + w.space.shared_bytes) : NULL;
     w.threads = w.shared + w.space.shared_bytes +
                 (w.partials ? (size_t)ch->count * w.space.partial_floats * sizeof(float) : 0);
     return w;
@@ -106,14 +110,14 @@ size_t cpu_conv_prepare(OpsContext *ctx, ConvShape *s) {
     check_shape(s);
     ConvChunks ch = cpu_conv_chunks(s);
     s->plan = -1;
-    if (uses_onednn(ctx)) onednn_prepare(onednn_state(ctx), s, &ch);
+    if (uses_onednn(ctx, s)) onednn_prepare(onednn_state(ctx), s, &ch);
     ConvSpace sp = conv_space(ctx, s, &ch);
-    return workspace_bytes(ctx, &ch, &sp);
+    return workspace_bytes(ctx, s, &ch, &sp);
 }
 
 static void check_call(OpsContext *ctx, const ConvShape *s, const char *op) {
     check_shape(s);
-    if (uses_onednn(ctx)) onednn_check_plan(onednn_state(ctx), s, op);
+    if (uses_onednn(ctx, s)) onednn_check_plan(onednn_state(ctx), s, op);
 }
 
 // Inside our parallel region every oneDNN call must run single-threaded, as its primitives were
@@ -131,7 +135,7 @@ void cpu_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, cons
     if (!s->has_bias) bias = NULL;
     ConvChunks ch = cpu_conv_chunks(s);
     ConvWorkspace w = conv_workspace(ctx, s, &ch, "conv_forward");
-    OnednnState *dnnl = uses_onednn(ctx) ? onednn_state(ctx) : NULL;
+    OnednnState *dnnl = uses_onednn(ctx, s) ? onednn_state(ctx) : NULL;
 #pragma omp parallel num_threads(ctx->threads)
     {
         int tid = omp_get_thread_num();
@@ -198,7 +202,7 @@ void cpu_conv_backward(OpsContext *ctx, const ConvShape *s, const float *in, con
     CHECK(!s->has_bias || dbias, "convolution has a bias but no dbias was passed");
     ConvChunks ch = cpu_conv_chunks(s);
     ConvWorkspace w = conv_workspace(ctx, s, &ch, "conv_backward");
-    OnednnState *dnnl = uses_onednn(ctx) ? onednn_state(ctx) : NULL;
+    OnednnState *dnnl = uses_onednn(ctx, s) ? onednn_state(ctx) : NULL;
     size_t stride = w.space.partial_floats;
 #pragma omp parallel num_threads(ctx->threads)
     {
