@@ -4,6 +4,7 @@
 // or im2col + OpenBLAS sgemm (cpu_conv_im2col.c, the reference). See cpu_conv_internal.h for why
 // the results do not depend on the thread count.
 #include <omp.h>
+#include <string.h>
 
 #include "../../src/core/common.h"
 #include "cpu_conv_internal.h"
@@ -156,23 +157,26 @@ void cpu_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, cons
     }
 }
 
-// dbias[c] = sum of dout over batch and pixels, in double with DBIAS_LANES independent partial
-// sums: a fixed order (bit-reproducible) that still vectorizes. One channel per iteration, so the
-// threads split the channels and no sum depends on how many there are.
-enum { DBIAS_LANES = 8 };
+// dbias[c] = sum of dout over batch and pixels: per image a float sum over its plane in
+// DBIAS_LANES independent lanes (4 AVX2 registers: short sums, so float is exact enough, and it
+// vectorizes), the images' sums added in double. A fixed order (bit-reproducible); one channel per
+// iteration, so the threads split the channels and no sum depends on how many there are.
+enum { DBIAS_LANES = 32 };
 
 static void bias_grad_channel(const ConvShape *s, const float *dout, int c, float *dbias) {
     size_t hw = (size_t)s->out_height * (size_t)s->out_width;
-    double lanes[DBIAS_LANES] = {0};
+    double sum = 0.0;
     for (int b = 0; b < s->batch; b++) {
         const float *p = dout + ((size_t)b * (size_t)s->out_channels + (size_t)c) * hw;
+        float lanes[DBIAS_LANES] = {0};
         size_t i = 0;
         for (; i + DBIAS_LANES <= hw; i += DBIAS_LANES)
             for (int l = 0; l < DBIAS_LANES; l++) lanes[l] += p[i + l];
         for (; i < hw; i++) lanes[i % DBIAS_LANES] += p[i];
+        double image = 0.0;
+        for (int l = 0; l < DBIAS_LANES; l++) image += lanes[l];
+        sum += image;
     }
-    double sum = 0.0;
-    for (int l = 0; l < DBIAS_LANES; l++) sum += lanes[l];
     dbias[c] = (float)sum;
 }
 
@@ -181,15 +185,17 @@ static void bias_grad_channel(const ConvShape *s, const float *dout, int c, floa
 enum { PARTIAL_BLOCK = 4096 };
 
 // into[i] = sum over chunks c (in order) of partials[c][i], i < n. Runs inside the parallel region.
+// The chunk loop is outside the element loop, so the element loop is a vectorized stream (into may
+// be partials itself: chunk 0's partial).
 static void sum_partials(const float *partials, size_t stride, int count, size_t n, float *into) {
     size_t blocks = (n + PARTIAL_BLOCK - 1) / PARTIAL_BLOCK;
 #pragma omp for schedule(static)
     for (size_t blk = 0; blk < blocks; blk++) {
         size_t i0 = blk * PARTIAL_BLOCK, i1 = i0 + PARTIAL_BLOCK < n ? i0 + PARTIAL_BLOCK : n;
-        for (size_t i = i0; i < i1; i++) {
-            float acc = partials[i];
-            for (int c = 1; c < count; c++) acc += partials[(size_t)c * stride + i];
-            into[i] = acc;
+        if (into != partials) memcpy(into + i0, partials + i0, (i1 - i0) * sizeof(float));
+        for (int c = 1; c < count; c++) {
+            const float *p = partials + (size_t)c * stride;
+            for (size_t i = i0; i < i1; i++) into[i] += p[i];
         }
     }
 }
