@@ -158,26 +158,34 @@ void cpu_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, cons
 }
 
 // dbias[c] = sum of dout over batch and pixels: per image a float sum over its plane in
-// DBIAS_LANES independent lanes (4 AVX2 registers: short sums, so float is exact enough, and it
-// vectorizes), the images' sums added in double. A fixed order (bit-reproducible); one channel per
-// iteration, so the threads split the channels and no sum depends on how many there are.
-enum { DBIAS_LANES = 32 };
+// DBIAS_LANES independent lanes (one AVX2 register; short sums, so float is exact enough) and a
+// tail, each then added into its double accumulator, the accumulators summed at the end: a
+// fixed order (bit-reproducible). DBIAS_GROUP channels at a time, image by image, so that memory is
+// read in runs of DBIAS_GROUP planes (one plane per image is too short for the prefetcher); the
+// threads split the groups, so no sum depends on how many there are.
+enum { DBIAS_LANES = 8, DBIAS_GROUP = 16 };
 
-static void bias_grad_channel(const ConvShape *s, const float *dout, int c, float *dbias) {
+static void bias_grad_group(const ConvShape *s, const float *dout, int c0, float *dbias) {
     size_t hw = (size_t)s->out_height * (size_t)s->out_width;
-    double sum = 0.0;
+    int n = s->out_channels - c0 < DBIAS_GROUP ? s->out_channels - c0 : DBIAS_GROUP;
+    double acc[DBIAS_GROUP][DBIAS_LANES + 1] = {{0}};   // the lanes and the planes' tails
     for (int b = 0; b < s->batch; b++) {
-        const float *p = dout + ((size_t)b * (size_t)s->out_channels + (size_t)c) * hw;
-        float lanes[DBIAS_LANES] = {0};
-        size_t i = 0;
-        for (; i + DBIAS_LANES <= hw; i += DBIAS_LANES)
-            for (int l = 0; l < DBIAS_LANES; l++) lanes[l] += p[i + l];
-        for (; i < hw; i++) lanes[i % DBIAS_LANES] += p[i];
-        double image = 0.0;
-        for (int l = 0; l < DBIAS_LANES; l++) image += lanes[l];
-        sum += image;
+        for (int j = 0; j < n; j++) {
+            const float *p = dout + ((size_t)b * (size_t)s->out_channels + (size_t)(c0 + j)) * hw;
+            float lanes[DBIAS_LANES] = {0}, tail = 0.0f;
+            size_t i = 0;
+            for (; i + DBIAS_LANES <= hw; i += DBIAS_LANES)
+                for (int l = 0; l < DBIAS_LANES; l++) lanes[l] += p[i + l];
+            for (; i < hw; i++) tail += p[i];
+            for (int l = 0; l < DBIAS_LANES; l++) acc[j][l] += lanes[l];   // lane-wise: no dependency chain
+            acc[j][DBIAS_LANES] += tail;
+        }
     }
-    dbias[c] = (float)sum;
+    for (int j = 0; j < n; j++) {
+        double sum = 0.0;
+        for (int l = 0; l <= DBIAS_LANES; l++) sum += acc[j][l];
+        dbias[c0 + j] = (float)sum;
+    }
 }
 
 // Elements per iteration of the partials' sum: the threads split the blocks, every element is
@@ -239,8 +247,9 @@ void cpu_conv_backward(OpsContext *ctx, const ConvShape *s, const float *in, con
             onednn_finish_dweight(dnnl, s, w.partials, dweight);
         }
         if (s->has_bias) {
+            int groups = (s->out_channels + DBIAS_GROUP - 1) / DBIAS_GROUP;
 #pragma omp for schedule(static)
-            for (int c = 0; c < s->out_channels; c++) bias_grad_channel(s, dout, c, dbias);
+            for (int g = 0; g < groups; g++) bias_grad_group(s, dout, g * DBIAS_GROUP, dbias);
         }
     }
 }
