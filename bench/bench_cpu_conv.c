@@ -116,6 +116,13 @@ static Timing time_layer(OpsContext *ctx, const ConvShape *s, const Layer *l, in
     return t;
 }
 
+// %core: the flops per CPU-second (the median cpu ms) against one core's share of the peak. On a
+// shared machine the wall clock counts the time other processes held the cores; the CPU time
+// (spinning in OpenMP barriers included) does not, so at 1 thread this is the steadier efficiency.
+static double core_share(const ConvShape *s, const Layer *l, double cpu_ms, double peak, int threads) {
+    return 100.0 * layer_flops(s, l->first) / (cpu_ms * 1e6) / (peak / threads);
+}
+
 static void bench_engine(CpuConv engine, const Layer *layers, int count, int batch, int threads, int repeats,
                          double peak) {
     OpsContext ctx;
@@ -132,9 +139,8 @@ static void bench_engine(CpuConv engine, const Layer *layers, int count, int bat
     ctx.ops->reserve_workspace(&ctx, ws);
     printf("\n%s: batch %d, %d threads, median of %d (least for GFLOP/s), workspace %.1f MB, peak %.0f GFLOP/s\n",
            cpu_conv_name(engine), batch, threads, repeats, ws / 1048576.0, peak);
-    printf("%-34s %8s %8s %8s %8s %8s %7s %6s %s\n", "layer", "fwd ms", "bwd ms", "total", "least", "cpu ms", "GFLOP/s",
-           "%peak",
-           engine == CPU_CONV_ONEDNN ? "reorders/call, MB; implementations" : "");
+    printf("%-34s %8s %8s %8s %8s %8s %7s %6s %6s %s\n", "layer", "fwd ms", "bwd ms", "total", "least", "cpu ms",
+           "GFLOP/s", "%peak", "%core", engine == CPU_CONV_ONEDNN ? "reorders/call, MB; implementations" : "");
     double model_ms = 0.0, model_cpu = 0.0, model_flops = 0.0;
     for (int l = 0; l < count; l++) {
         const ConvShape *s = &shapes[l];
@@ -157,12 +163,12 @@ static void bench_engine(CpuConv engine, const Layer *layers, int count, int bat
         model_ms += t.least * layers[l].count;
         model_cpu += t.cpu * layers[l].count;
         model_flops += layer_flops(s, layers[l].first) * layers[l].count;
-        printf("%-34s %8.3f %8.3f %8.3f %8.3f %8.3f %7.1f %5.0f%% %s\n", layers[l].name, t.fwd, t.bwd, t.total,
-               t.least, t.cpu, t.gflops, 100.0 * t.gflops / peak, info);
+        printf("%-34s %8.3f %8.3f %8.3f %8.3f %8.3f %7.1f %5.0f%% %5.0f%% %s\n", layers[l].name, t.fwd, t.bwd, t.total,
+               t.least, t.cpu, t.gflops, 100.0 * t.gflops / peak, core_share(s, &layers[l], t.cpu, peak, threads), info);
     }
-    double gflops = model_flops / (model_ms * 1e6);
-    printf("%-34s %26s %8.3f %8.3f %7.1f %5.0f%% (every layer as often as the model has it: %.0f images/s of "
-           "convolutions)\n", "model", "", model_ms, model_cpu, gflops, 100.0 * gflops / peak, batch / (model_ms * 1e-3));
+    double gflops = model_flops / (model_ms * 1e6), core = 100.0 * model_flops / (model_cpu * 1e6) / (peak / threads);
+    printf("%-34s %26s %8.3f %8.3f %7.1f %5.0f%% %5.0f%% (every layer as often as the model has it: %.0f images/s of "
+           "convolutions)\n", "model", "", model_ms, model_cpu, gflops, 100.0 * gflops / peak, core, batch / (model_ms * 1e-3));
     ops_context_destroy(&ctx);
 }
 
