@@ -139,15 +139,15 @@ class Runner:
                 if os.geteuid() == 0:
                     mpirun += ['--allow-run-as-root']
                 cmd = mpirun + cmd
-            return cmd, ({'OMP_NUM_THREADS': str(s['threads'])} if s['threads'] else {})
+            return cmd, {**a.omp_env, **({'OMP_NUM_THREADS': str(s['threads'])} if s['threads'] else {})}
         cmd = [a.python, os.path.join(ROOT, 'bench', 'pytorch_vqvae.py'), *timing, '--config', a.config,
                '--batch', str(batch), '--device', a.device, '--precision', a.precision,
                '--threads', str(s['threads']), '--ranks', str(s['ranks']), *a.overrides]
         if side == 'compile':
             cmd.append('--compile')
-        env = {}
+        env = dict(a.omp_env)
         if s.get('blas'):
-            env = {'OMP_NUM_THREADS': str(s['threads']), 'OPENBLAS_NUM_THREADS': str(s['blas'])}
+            env.update({'OMP_NUM_THREADS': str(s['threads']), 'OPENBLAS_NUM_THREADS': str(s['blas'])})
         return cmd, env
 
     def run_side(self, side, s, batch, steps, warmup, tag):
@@ -282,8 +282,14 @@ def parse_args():
     p.add_argument('--date', default=datetime.date.today().isoformat())
     p.add_argument('--name', help='results folder name (default <date>-cpu-<cores>core or <date>-<gpu>)')
     p.add_argument('--load-note', default='', help='what else ran on the machine, for the report')
+    p.add_argument('--omp-env', action='append', default=[], metavar='KEY=VALUE',
+                   help='environment for every run of both sides (both use libgomp), e.g. GOMP_SPINCOUNT=1000: '
+                        'waiting threads stop spinning sooner, which keeps 2 threads usable on a loaded machine')
     p.add_argument('overrides', nargs='*', metavar='section.key=value', help='config overrides for both sides')
     args = p.parse_args()
+    if any('=' not in e for e in args.omp_env):
+        p.error('--omp-env expects KEY=VALUE')
+    args.omp_env = dict(e.split('=', 1) for e in args.omp_env)
     if not os.access(args.bin, os.X_OK):
         sys.exit(f'compare.py: {args.bin} is not an executable; build it (tools/build.sh) or pass --bin')
     if args.rounds < 1:

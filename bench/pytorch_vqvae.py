@@ -1,12 +1,14 @@
 #!/usr/bin/python3
-"""The PyTorch speed baseline for `vqvae_dist bench`: the reference VQ-VAE (python/vqvae_dist/resnet.py)
-with the model and optimizer of a config of ours (default configs/cifar.yaml; section.key=value overrides as
+"""The PyTorch speed baseline for `vqvae_dist bench`: the reference module of a config's model.arch
+(python/vqvae_dist/models.py: resnet.py, small.py, groupnorm.py) with the model and optimizer of a config of ours (default configs/cifar.yaml; section.key=value overrides as
 for vqvae_dist), trained on synthetic data of the same kind as our data.dataset=synthetic, resident on the
 device. Times --steps training steps (forward, backward, Adam, EMA update) after --warmup steps and prints one
 JSON line with the fields of `vqvae_dist bench` (docs/BENCHMARKS.md).
 
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_vqvae.py --batch 32 --steps 20 --warmup 3 --threads 2
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_vqvae.py --ranks 2 --threads 1 --batch 32   # DDP, gloo
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_vqvae.py --config configs/mnist_small.yaml \
+        data.dataset=synthetic --threads 2                                  # the small MNIST VQ-VAE
     python3 bench/pytorch_vqvae.py --device cuda --precision tf32 --compile --batch 256 --steps 200
 
 Threads on the CPU: --threads is torch.set_num_threads (ATen's OpenMP pool, which runs the oneDNN convolutions);
@@ -25,7 +27,6 @@ import time
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, os.path.join(ROOT, 'python'))
@@ -33,7 +34,8 @@ import yaml  # noqa: E402
 
 import vqvae_dist  # noqa: E402
 from vqvae_dist import config as C  # noqa: E402
-from vqvae_dist.resnet import ResNetVQVAE  # noqa: E402
+from vqvae_dist import models as M  # noqa: E402
+from vqvae_dist.base import recon_loss  # noqa: E402
 
 # The keys this baseline uses, with our defaults (src/io/config.c; data.dataset as `vqvae_dist bench` starts);
 # a config file and overrides change them.
@@ -66,7 +68,8 @@ IMPORT_CLOCK = time.perf_counter()
 
 
 def resolve_config(path, overrides):
-    """DEFAULTS, then the keys of the YAML file that DEFAULTS lists, then section.key=value overrides."""
+    """DEFAULTS, then the keys of the YAML file that DEFAULTS lists, then section.key=value overrides; under
+    'nested' the whole config (every key, as vqvae_dist.models.build_model reads it)."""
     cfg = dict(DEFAULTS)
     items = []
     if path:
@@ -77,9 +80,12 @@ def resolve_config(path, overrides):
         if not sep or '.' not in key:
             sys.exit(f'pytorch_vqvae.py: expected section.key=value, got {text!r}')
         items.append((key, yaml.safe_load(value)))   # a value reads as in a YAML file
+    nested = {}
     for key, value in items:
+        section, _, name = key.partition('.')
+        nested.setdefault(section, {})[name] = value
         if key not in cfg:
-            continue  # data.path, checkpoint.*, ...: nothing to do with this baseline
+            continue  # model.arch, data.path, ...: read through 'nested' (or not at all)
         kind = type(DEFAULTS[key])
         try:
             cfg[key] = kind(value) if kind is not str else str(value)
@@ -90,6 +96,10 @@ def resolve_config(path, overrides):
     shape = DATASET_SHAPES.get(cfg['data.dataset'])
     if shape:
         cfg['data.channels'], cfg['data.image_size'] = shape
+    for key in ('data.channels', 'data.image_size', 'data.dataset'):
+        section, _, name = key.partition('.')
+        nested.setdefault(section, {})[name] = cfg[key]
+    cfg['nested'] = nested
     return cfg
 
 
@@ -114,7 +124,7 @@ def synthetic_images(count, channels, size, generator):
         gy = torch.exp(-0.5 * ((coord.view(1, 1, size, 1) - cy) / sigma) ** 2)
         v = v + colour * gx * gy
     pixels = (v.clamp(0.0, 1.0) * 255.0 + 0.5).floor()
-    return pixels / 255.0 - 0.5
+    return pixels / 255.0 - 0.5   # centered; load_images shifts them to the config's data.range
 
 
 def init_codebook_from_data(model, images, generator):
@@ -225,19 +235,23 @@ def load_images(args, cfg, batch, device, generator):
             sys.exit(f'pytorch_vqvae.py: {args.images} holds {pool.shape[0]} images, fewer than one batch of {batch}')
         return pool, data_variance
     count = max(cfg['data.synthetic_count'], batch)
-    pool = synthetic_images(count, cfg['data.channels'], cfg['data.image_size'], generator).to(device)
+    pool = synthetic_images(count, cfg['data.channels'], cfg['data.image_size'], generator)
+    lo, hi = C.DATA_RANGES[C.data_range(cfg['nested'])]   # auto: unit [0, 1] for small, as ours
+    pool = ((pool + 0.5) * (hi - lo) + lo).to(device)
     return pool, float(pool.var(unbiased=False))
 
 
 def build_model(args, cfg, device):
     if args.init_from:
         return vqvae_dist.load(args.init_from)[0].to(device).train()
-    return ResNetVQVAE(in_channels=cfg['data.channels'], num_hiddens=cfg['model.num_hiddens'],
-                     num_residual_hiddens=cfg['model.num_residual_hiddens'],
-                     num_residual_layers=cfg['model.num_residual_layers'],
-                     num_embeddings=cfg['quantizer.num_embeddings'], embedding_dim=cfg['model.embedding_dim'],
-                     commitment_cost=cfg['quantizer.commitment_cost'], quantizer=cfg['quantizer.type'],
-                     decay=cfg['quantizer.decay'], epsilon=cfg['quantizer.epsilon']).to(device).train()
+    shape = (cfg['data.channels'], cfg['data.image_size'], cfg['data.image_size'])
+    try:
+        model = M.build_model(cfg['nested'], shape)
+    except C.ConfigError as e:
+        sys.exit(f'pytorch_vqvae.py: {e}')
+    if getattr(model, 'is_vae', False):
+        sys.exit('pytorch_vqvae.py: model.type vae is not benched here yet (this baseline times VQ-VAE steps)')
+    return model.to(device).train()
 
 
 def free_port():
@@ -344,7 +358,7 @@ def train_and_time(args, cfg, batch, rank, world, device):
     def step(images):
         optimizer.zero_grad(set_to_none=True)
         vq_loss, x_recon, _, _ = forward(images)
-        loss = F.mse_loss(x_recon, images) / data_variance + vq_loss
+        loss = recon_loss(x_recon, images, model.recon_mode, data_variance) + vq_loss
         loss.backward()
         optimizer.step()
         return loss.detach()

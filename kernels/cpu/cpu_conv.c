@@ -4,6 +4,7 @@
 // or im2col + OpenBLAS sgemm (cpu_conv_im2col.c, the reference). See cpu_conv_internal.h for why
 // the results do not depend on the thread count.
 #include <omp.h>
+#include <string.h>
 
 #include "../../src/core/common.h"
 #include "cpu_conv_internal.h"
@@ -59,7 +60,9 @@ ConvChunks cpu_conv_chunks(const ConvShape *s) {
     return ch;
 }
 
-static int uses_onednn(const OpsContext *ctx) { return ctx->cpu_conv == CPU_CONV_ONEDNN; }
+static int uses_onednn(const OpsContext *ctx, const ConvShape *s) {
+    return ctx->cpu_conv == CPU_CONV_ONEDNN && !conv_is_dense(s);
+}
 
 static OnednnState *onednn_state(OpsContext *ctx) {
     CpuBackend *b = (CpuBackend *)ctx->backend;
@@ -68,7 +71,7 @@ static OnednnState *onednn_state(OpsContext *ctx) {
 }
 
 static ConvSpace conv_space(OpsContext *ctx, const ConvShape *s, const ConvChunks *ch) {
-    return uses_onednn(ctx) ? onednn_space(onednn_state(ctx), s) : im2col_space(s, ch);
+    return uses_onednn(ctx, s) ? onednn_space(onednn_state(ctx), s) : im2col_space(s, ch);
 }
 
 // The workspace carved up (see ConvSpace). im2col with one chunk writes the weight gradient
@@ -80,23 +83,25 @@ typedef struct {
     ConvSpace space;
 } ConvWorkspace;
 
-static int needs_partials(const OpsContext *ctx, const ConvChunks *ch) { return uses_onednn(ctx) || ch->count > 1; }
+static int needs_partials(const OpsContext *ctx, const ConvShape *s, const ConvChunks *ch) {
+    return uses_onednn(ctx, s) || ch->count > 1;
+}
 
-static size_t workspace_bytes(const OpsContext *ctx, const ConvChunks *ch, const ConvSpace *sp) {
-    size_t partials = needs_partials(ctx, ch) ? (size_t)ch->count * sp->partial_floats * sizeof(float) : 0;
+static size_t workspace_bytes(const OpsContext *ctx, const ConvShape *s, const ConvChunks *ch, const ConvSpace *sp) {
+    size_t partials = needs_partials(ctx, s, ch) ? (size_t)ch->count * sp->partial_floats * sizeof(float) : 0;
     return sp->shared_bytes + partials + (size_t)ctx->threads * sp->thread_bytes;
 }
 
 static ConvWorkspace conv_workspace(OpsContext *ctx, const ConvShape *s, const ConvChunks *ch, const char *op) {
     ConvWorkspace w;
     w.space = conv_space(ctx, s, ch);
-    size_t need = workspace_bytes(ctx, ch, &w.space);
+    size_t need = workspace_bytes(ctx, s, ch, &w.space);
     CHECK(ctx->workspace_bytes >= need && (need == 0 || ctx->workspace),
           "%s: convolution workspace too small: this layer needs %zu bytes, the context has %zu; reserve the "
           "maximum of conv_prepare() over all layers with reserve_workspace() at start-up", op, need,
           ctx->workspace_bytes);
     w.shared = (char *)ctx->workspace;
-    w.partials = needs_partials(ctx, ch) ? (float *)(w.shared + w.space.shared_bytes) : NULL;
+    w.partials = needs_partials(ctx, s, ch) ? (float *)(w.shared + w.space.shared_bytes) : NULL;
     w.threads = w.shared + w.space.shared_bytes +
                 (w.partials ? (size_t)ch->count * w.space.partial_floats * sizeof(float) : 0);
     return w;
@@ -106,14 +111,14 @@ size_t cpu_conv_prepare(OpsContext *ctx, ConvShape *s) {
     check_shape(s);
     ConvChunks ch = cpu_conv_chunks(s);
     s->plan = -1;
-    if (uses_onednn(ctx)) onednn_prepare(onednn_state(ctx), s, &ch);
+    if (uses_onednn(ctx, s)) onednn_prepare(onednn_state(ctx), s, &ch);
     ConvSpace sp = conv_space(ctx, s, &ch);
-    return workspace_bytes(ctx, &ch, &sp);
+    return workspace_bytes(ctx, s, &ch, &sp);
 }
 
 static void check_call(OpsContext *ctx, const ConvShape *s, const char *op) {
     check_shape(s);
-    if (uses_onednn(ctx)) onednn_check_plan(onednn_state(ctx), s, op);
+    if (uses_onednn(ctx, s)) onednn_check_plan(onednn_state(ctx), s, op);
 }
 
 // Inside our parallel region every oneDNN call must run single-threaded, as its primitives were
@@ -131,7 +136,7 @@ void cpu_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, cons
     if (!s->has_bias) bias = NULL;
     ConvChunks ch = cpu_conv_chunks(s);
     ConvWorkspace w = conv_workspace(ctx, s, &ch, "conv_forward");
-    OnednnState *dnnl = uses_onednn(ctx) ? onednn_state(ctx) : NULL;
+    OnednnState *dnnl = uses_onednn(ctx, s) ? onednn_state(ctx) : NULL;
 #pragma omp parallel num_threads(ctx->threads)
     {
         int tid = omp_get_thread_num();
@@ -152,24 +157,35 @@ void cpu_conv_forward(OpsContext *ctx, const ConvShape *s, const float *in, cons
     }
 }
 
-// dbias[c] = sum of dout over batch and pixels, in double with DBIAS_LANES independent partial
-// sums: a fixed order (bit-reproducible) that still vectorizes. One channel per iteration, so the
-// threads split the channels and no sum depends on how many there are.
-enum { DBIAS_LANES = 8 };
+// dbias[c] = sum of dout over batch and pixels: per image a float sum over its plane in
+// DBIAS_LANES independent lanes (one AVX2 register; short sums, so float is exact enough) and a
+// tail, each then added into its double accumulator, the accumulators summed at the end: a
+// fixed order (bit-reproducible). DBIAS_GROUP channels at a time, image by image, so that memory is
+// read in runs of DBIAS_GROUP planes (one plane per image is too short for the prefetcher); the
+// threads split the groups, so no sum depends on how many there are.
+enum { DBIAS_LANES = 8, DBIAS_GROUP = 16 };
 
-static void bias_grad_channel(const ConvShape *s, const float *dout, int c, float *dbias) {
+static void bias_grad_group(const ConvShape *s, const float *dout, int c0, float *dbias) {
     size_t hw = (size_t)s->out_height * (size_t)s->out_width;
-    double lanes[DBIAS_LANES] = {0};
+    int n = s->out_channels - c0 < DBIAS_GROUP ? s->out_channels - c0 : DBIAS_GROUP;
+    double acc[DBIAS_GROUP][DBIAS_LANES + 1] = {{0}};   // the lanes and the planes' tails
     for (int b = 0; b < s->batch; b++) {
-        const float *p = dout + ((size_t)b * (size_t)s->out_channels + (size_t)c) * hw;
-        size_t i = 0;
-        for (; i + DBIAS_LANES <= hw; i += DBIAS_LANES)
-            for (int l = 0; l < DBIAS_LANES; l++) lanes[l] += p[i + l];
-        for (; i < hw; i++) lanes[i % DBIAS_LANES] += p[i];
+        for (int j = 0; j < n; j++) {
+            const float *p = dout + ((size_t)b * (size_t)s->out_channels + (size_t)(c0 + j)) * hw;
+            float lanes[DBIAS_LANES] = {0}, tail = 0.0f;
+            size_t i = 0;
+            for (; i + DBIAS_LANES <= hw; i += DBIAS_LANES)
+                for (int l = 0; l < DBIAS_LANES; l++) lanes[l] += p[i + l];
+            for (; i < hw; i++) tail += p[i];
+            for (int l = 0; l < DBIAS_LANES; l++) acc[j][l] += lanes[l];   // lane-wise: no dependency chain
+            acc[j][DBIAS_LANES] += tail;
+        }
     }
-    double sum = 0.0;
-    for (int l = 0; l < DBIAS_LANES; l++) sum += lanes[l];
-    dbias[c] = (float)sum;
+    for (int j = 0; j < n; j++) {
+        double sum = 0.0;
+        for (int l = 0; l <= DBIAS_LANES; l++) sum += acc[j][l];
+        dbias[c0 + j] = (float)sum;
+    }
 }
 
 // Elements per iteration of the partials' sum: the threads split the blocks, every element is
@@ -177,15 +193,17 @@ static void bias_grad_channel(const ConvShape *s, const float *dout, int c, floa
 enum { PARTIAL_BLOCK = 4096 };
 
 // into[i] = sum over chunks c (in order) of partials[c][i], i < n. Runs inside the parallel region.
+// The chunk loop is outside the element loop, so the element loop is a vectorized stream (into may
+// be partials itself: chunk 0's partial).
 static void sum_partials(const float *partials, size_t stride, int count, size_t n, float *into) {
     size_t blocks = (n + PARTIAL_BLOCK - 1) / PARTIAL_BLOCK;
 #pragma omp for schedule(static)
     for (size_t blk = 0; blk < blocks; blk++) {
         size_t i0 = blk * PARTIAL_BLOCK, i1 = i0 + PARTIAL_BLOCK < n ? i0 + PARTIAL_BLOCK : n;
-        for (size_t i = i0; i < i1; i++) {
-            float acc = partials[i];
-            for (int c = 1; c < count; c++) acc += partials[(size_t)c * stride + i];
-            into[i] = acc;
+        if (into != partials) memcpy(into + i0, partials + i0, (i1 - i0) * sizeof(float));
+        for (int c = 1; c < count; c++) {
+            const float *p = partials + (size_t)c * stride;
+            for (size_t i = i0; i < i1; i++) into[i] += p[i];
         }
     }
 }
@@ -198,7 +216,7 @@ void cpu_conv_backward(OpsContext *ctx, const ConvShape *s, const float *in, con
     CHECK(!s->has_bias || dbias, "convolution has a bias but no dbias was passed");
     ConvChunks ch = cpu_conv_chunks(s);
     ConvWorkspace w = conv_workspace(ctx, s, &ch, "conv_backward");
-    OnednnState *dnnl = uses_onednn(ctx) ? onednn_state(ctx) : NULL;
+    OnednnState *dnnl = uses_onednn(ctx, s) ? onednn_state(ctx) : NULL;
     size_t stride = w.space.partial_floats;
 #pragma omp parallel num_threads(ctx->threads)
     {
@@ -229,8 +247,9 @@ void cpu_conv_backward(OpsContext *ctx, const ConvShape *s, const float *in, con
             onednn_finish_dweight(dnnl, s, w.partials, dweight);
         }
         if (s->has_bias) {
+            int groups = (s->out_channels + DBIAS_GROUP - 1) / DBIAS_GROUP;
 #pragma omp for schedule(static)
-            for (int c = 0; c < s->out_channels; c++) bias_grad_channel(s, dout, c, dbias);
+            for (int g = 0; g < groups; g++) bias_grad_group(s, dout, g * DBIAS_GROUP, dbias);
         }
     }
 }

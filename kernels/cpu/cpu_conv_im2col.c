@@ -14,6 +14,10 @@
 //   scatter:  image = col2im(W^T grid)      Conv2d backward-data,  ConvTranspose2d forward
 //   dweight:  dW    = grid col^T            both (with dout in place of the output side)
 // (Conv2d's backward-data at stride 1 may instead be a gather with the flipped kernel: ConvPlan.)
+// A dense layer (conv_is_dense: the kernel covers the whole image, grid 1x1, like the small
+// model's 7x7 conv from 7x7 to 1x1 and its transpose) needs no im2col at all: the NCHW image
+// tensor of nb images is the row-major [nb, rows] matrix and the grid side is [nb, grid_c], so
+// the three gemms run on the tensors as they are (dense_* below).
 //
 // A chunk's images go through one gemm with chunk * grid_hw columns: their im2col blocks side by
 // side, and the grid-side tensor packed from NCHW [chunk][c][hw] into [c][chunk * hw] (and unpacked
@@ -33,6 +37,7 @@ typedef struct {
     int grid_hw;       // columns of col per image
     int chunk;         // images per gemm at most
     int pointwise;     // 1x1, stride 1, pad 0: col is the image itself
+    int dense;         // conv_is_dense: grid 1x1, the tensors are the gemm operands
     int phase_h, phase_w;   // size of one phase of the split plane (see split_plane)
 } ConvGeom;
 
@@ -51,10 +56,14 @@ static size_t round_up_floats(size_t n) {
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
 // Sizes in floats of the scratch parts for geometry g.
-static size_t col_floats(const ConvGeom *g) { return (size_t)g->rows * (size_t)g->chunk * (size_t)g->grid_hw; }
-static size_t packed_floats(const ConvGeom *g) { return (size_t)g->grid_c * (size_t)g->chunk * (size_t)g->grid_hw; }
+static size_t col_floats(const ConvGeom *g) {
+    return g->dense ? 0 : (size_t)g->rows * (size_t)g->chunk * (size_t)g->grid_hw;
+}
+static size_t packed_floats(const ConvGeom *g) {
+    return g->dense ? 0 : (size_t)g->grid_c * (size_t)g->chunk * (size_t)g->grid_hw;
+}
 static size_t split_floats(const ConvGeom *g) {
-    return (size_t)g->stride * (size_t)g->stride * (size_t)g->phase_h * (size_t)g->phase_w;
+    return g->dense ? 0 : (size_t)g->stride * (size_t)g->stride * (size_t)g->phase_h * (size_t)g->phase_w;
 }
 
 static ConvGeom conv_geom(const ConvShape *s, int chunk) {
@@ -71,6 +80,7 @@ static ConvGeom conv_geom(const ConvShape *s, int chunk) {
     g.grid_hw = g.grid_h * g.grid_w;
     g.chunk = chunk;
     g.pointwise = g.k == 1 && g.stride == 1 && g.pad == 0;
+    g.dense = conv_is_dense(s);
     g.phase_h = (g.image_h + 2 * g.pad + g.stride - 1) / g.stride;
     g.phase_w = (g.image_w + 2 * g.pad + g.stride - 1) / g.stride;
     return g;
@@ -223,7 +233,7 @@ static ConvPlan conv_plan(const ConvShape *s, int chunk) {
     ConvPlan p;
     memset(&p, 0, sizeof p);
     p.g = conv_geom(s, chunk);
-    p.flip = !s->transposed && s->stride == 1 && s->kernel > 1 && s->pad <= s->kernel - 1 &&
+    p.flip = !s->transposed && !conv_is_dense(s) && s->stride == 1 && s->kernel > 1 && s->pad <= s->kernel - 1 &&
              s->out_channels < s->in_channels;
     if (p.flip) {
         ConvShape d = conv_shape(s->batch, s->out_channels, s->out_height, s->out_width, s->in_channels, s->kernel, 1,
@@ -323,9 +333,43 @@ static void flip_weight(const ConvShape *s, const float *weight, float *wflip) {
         }
 }
 
+// ---- dense layers: image [nb, rows], grid [nb, grid_c], W [grid_c, rows] -------------------------
+
+// grid = image W^T (+ bias[c] on column c)
+static void dense_gather(const ConvGeom *g, const float *weight, const float *image, const float *bias, int nb,
+                         float *grid) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, g->grid_c, g->rows, 1.0f, image, g->rows, weight, g->rows,
+                0.0f, grid, g->grid_c);
+    if (bias) add_bias(bias, nb, g->grid_c, 1, grid);
+}
+
+// image = grid W (+ bias[c] on every pixel of channel c)
+static void dense_scatter(const ConvGeom *g, const float *weight, const float *grid, const float *bias, int nb,
+                          float *image) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, g->rows, g->grid_c, 1.0f, grid, g->grid_c, weight,
+                g->rows, 0.0f, image, g->rows);
+    if (bias) add_bias(bias, nb, g->image_c, (size_t)g->k * (size_t)g->k, image);
+}
+
+static void dense_backward(const ConvShape *s, const ConvGeom *g, int nb, const float *in, const float *weight,
+                           const float *dout, float *din, float *dweight) {
+    const float *image = s->transposed ? dout : in, *grid = s->transposed ? in : dout;
+    // dW = grid^T image
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->grid_c, g->rows, nb, 1.0f, grid, g->grid_c, image,
+                g->rows, 0.0f, dweight, g->rows);
+    if (!din) return;
+    if (s->transposed) dense_gather(g, weight, dout, NULL, nb, din);
+    else dense_scatter(g, weight, dout, NULL, nb, din);
+}
+
 void im2col_forward_chunk(const ConvShape *s, int nb, const float *in, const float *weight, const float *bias,
                           float *out, void *scratch) {
     ConvPlan plan = conv_plan(s, nb);
+    if (plan.g.dense) {
+        if (s->transposed) dense_scatter(&plan.g, weight, in, bias, nb, out);
+        else dense_gather(&plan.g, weight, in, bias, nb, out);
+        return;
+    }
     const ConvGeom g = plan.g;
     ConvScratch w = conv_scratch(&plan, scratch);
     if (s->transposed) {
@@ -346,6 +390,10 @@ void im2col_prepare_backward(const ConvShape *s, const float *weight, void *shar
 void im2col_backward_chunk(const ConvShape *s, int nb, const float *in, const float *weight, const void *shared,
                            const float *dout, float *din, float *dweight, void *scratch) {
     ConvPlan plan = conv_plan(s, nb);
+    if (plan.g.dense) {
+        dense_backward(s, &plan.g, nb, in, weight, dout, din, dweight);
+        return;
+    }
     const ConvGeom g = plan.g;
     ConvScratch w = conv_scratch(&plan, scratch);
     int n = nb * g.grid_hw;

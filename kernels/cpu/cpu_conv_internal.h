@@ -25,6 +25,15 @@ typedef struct {
 ConvChunks cpu_conv_chunks(const ConvShape *s);
 static inline int conv_chunk_images(const ConvChunks *ch, int c) { return c == ch->count - 1 ? ch->last : ch->chunk; }
 
+// A dense layer: the kernel covers the whole (unpadded) image, so the grid is 1x1 and the layer is
+// a matrix product of the tensors as they are (Conv2d 7x7 -> 1x1 of the small model, and its
+// ConvTranspose2d). The driver sends it to the im2col engine's gemms whatever ctx->cpu_conv says:
+// oneDNN's direct kernels reach a third of the gemm's speed on it (bench_cpu_conv small).
+static inline int conv_is_dense(const ConvShape *s) {
+    int ih = s->transposed ? s->out_height : s->in_height, iw = s->transposed ? s->out_width : s->in_width;
+    return s->pad == 0 && s->stride == 1 && ih == s->kernel && iw == s->kernel;
+}
+
 // What an engine needs of the workspace for one shape, the driver lays it out as
 //   [shared | partial x chunks (when chunks > 1) | thread x threads]
 typedef struct {

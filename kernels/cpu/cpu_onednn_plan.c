@@ -6,6 +6,8 @@
 
 #include "cpu_onednn.h"
 
+enum { NARROW_CHANNELS = 4 };
+
 static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
@@ -96,7 +98,9 @@ static void make_descs(const OnednnState *st, const ConvShape *s, int nb, const 
     dnnl_dims_t xd = {nb, x[0], x[1], x[2]}, yd = {nb, y[0], y[1], y[2]}, wd = {y[0], x[0], s->kernel, s->kernel};
     dnnl_dims_t bd = {y[0]}, strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
     dnnl_memory_desc_t xm, ym, wm[DIRS], bm;
-    md_by_tag(&xm, 4, xd, dnnl_format_tag_any);
+    // A narrow image side (the first Conv2d's image, the last ConvTranspose2d's output) stays NCHW:
+    // "any" would pad its 1 channel to 8 (nChw8c), eight times the bytes, plus a reorder each way.
+    md_by_tag(&xm, 4, xd, x[0] < NARROW_CHANNELS ? dnnl_nchw : dnnl_format_tag_any);
     md_by_tag(&ym, 4, yd, dnnl_format_tag_any);
     for (int d = 0; d < DIRS; d++) {
         if (w) wm[d] = w[d];

@@ -17,6 +17,7 @@
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "kernels/cpu/cpu_conv_internal.h"
 #include "kernels/ops.h"
 #include "test_util.h"
 
@@ -166,7 +167,7 @@ static void check_shape(TestCounts *c, OpsContext *ctx, ConvShape s, const char 
     ConvShape prepared = s;
     prepared.plan = 1234;
     size_t ws = ctx->ops->conv_prepare(ctx, &prepared);
-    if (ctx->cpu_conv == CPU_CONV_IM2COL)
+    if (ctx->cpu_conv == CPU_CONV_IM2COL || conv_is_dense(&s))   // dense layers are gemms in either engine
         EXPECT(c, prepared.plan == -1, "%s: im2col's conv_prepare left plan %d, want -1", name, prepared.plan);
     else
         EXPECT(c, prepared.plan >= 0 && prepared.plan != 1234, "%s: oneDNN's conv_prepare left plan %d", name,
@@ -303,6 +304,11 @@ static const ConvCase CASES[] = {
     {"mnist2 convT 64->32 k7 1->7", 3, 64, 1, 1, 32, 7, 1, 0, 1, 1, 0},
     {"mnist2 convT 32->16 k3s2p1op1 7->14", 3, 32, 7, 7, 16, 3, 2, 1, 1, 1, 1},
     {"mnist2 convT 16->1 k3s2p1op1 14->28", 2, 16, 14, 14, 1, 3, 2, 1, 1, 1, 1},
+    // dense layers (the kernel covers the image: plain gemms in either engine) over several chunks
+    {"dense conv k5 5->1 batch 11", 11, 3, 5, 5, 4, 5, 1, 0, 0, 1, 0},
+    {"dense convT k5 1->5 batch 11", 11, 4, 1, 1, 3, 5, 1, 0, 1, 1, 0},
+    {"dense conv k1 1x1 nobias", 5, 6, 1, 1, 2, 1, 1, 0, 0, 0, 0},
+    {"dense convT k3 1->3 nobias", 3, 2, 1, 1, 5, 3, 1, 0, 1, 0, 0},
 };
 
 // A too-small workspace must stop with a message, not write past it: run the forward in a child.
