@@ -249,8 +249,6 @@ def build_model(args, cfg, device):
         model = M.build_model(cfg['nested'], shape)
     except C.ConfigError as e:
         sys.exit(f'pytorch_vqvae.py: {e}')
-    if getattr(model, 'is_vae', False):
-        sys.exit('pytorch_vqvae.py: model.type vae is not benched here yet (this baseline times VQ-VAE steps)')
     return model.to(device).train()
 
 
@@ -345,7 +343,8 @@ def train_and_time(args, cfg, batch, rank, world, device):
         return pool[order[0][j * global_batch + rank * batch:j * global_batch + (rank + 1) * batch]]
 
     first = next_batch(0)
-    if cfg['quantizer.type'] == 'ema' and cfg['quantizer.init'] in ('auto', 'data') and not args.init_from:
+    vae = getattr(model, 'is_vae', False)
+    if not vae and cfg['quantizer.type'] == 'ema' and cfg['quantizer.init'] in ('auto', 'data') and not args.init_from:
         init_codebook_from_data(model, first, generator)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg['train.lr'],
                                  betas=(cfg['train.beta1'], cfg['train.beta2']), eps=cfg['train.eps'],
@@ -357,8 +356,13 @@ def train_and_time(args, cfg, batch, rank, world, device):
 
     def step(images):
         optimizer.zero_grad(set_to_none=True)
-        vq_loss, x_recon, _, _ = forward(images)
-        loss = recon_loss(x_recon, images, model.recon_mode, data_variance) + vq_loss
+        if vae:   # ours: the squared error summed over the global batch (DDP averages: x world) + w KLD
+            x_recon, mean, logvar = forward(images)
+            kld = -0.5 * torch.mean(1 + logvar - mean.pow(2) - logvar.exp())
+            loss = model.recon_weight * world * ((x_recon - images) ** 2).sum() + model.kl_weight * kld
+        else:
+            vq_loss, x_recon, _, _ = forward(images)
+            loss = recon_loss(x_recon, images, model.recon_mode, data_variance) + vq_loss
         loss.backward()
         optimizer.step()
         return loss.detach()
