@@ -39,7 +39,7 @@ MAX_TOL=1e-4      # (c) per tensor, after 50 steps
 OUTLIERS=300      # (c) elements allowed beyond MAX_TOL in all (~1 flipped ReLU, see above)
 STEPS=50
 GN_STEPS=30
-# The small arch (sm-*): 20 steps, per tensor 5e-4. Measured 2026-12-03 (pixels in [0, 1]), sm-ema
+# The small arch (sm-*, and the VAE on its encoder): 20 steps, per tensor 5e-4. Measured 2026-12-03 (pixels in [0, 1]), sm-ema
 # np=4 vs np=1: L2 1.4e-6 / 1.8e-6 / 3.2e-6 at steps 10 / 15 / 20, the worst tensor encoder.4.weight
 # (the 7x7 conv before the 8 grouped codes: many near-zero gradients, which Adam's first steps
 # amplify, see above) at 2.2e-4 in ~10 elements; from step ~20 the np=4 run parts from np=1 (L2 2.2e-5
@@ -77,7 +77,7 @@ for q in ema vq gn-ema gn-vq sm-ema sm-vq vae; do
     case $q in
     gn-*) arch+=("${GROUPNORM[@]}") STEPS=$GN_STEPS ;;
     sm-*) arch+=("${SMALL[@]}") STEPS=$SM_STEPS max_tol=$SM_MAX_TOL ;;
-    vae) arch=("${VAE[@]}") ;;
+    vae) arch=("${VAE[@]}") STEPS=$SM_STEPS max_tol=$SM_MAX_TOL ;;   # the small encoder, as sm-*
     esac
     echo "=== $q: ${arch[*]}"
     for np in 1 2 4; do
