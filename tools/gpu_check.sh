@@ -46,6 +46,11 @@ case "$MODE" in
 esac
 DEADLINE=$((START + ${VQ_GPU_CHECK_BUDGET:-$DEFAULT_BUDGET}))
 WANTED=" ${VQ_GPU_CHECK_STEPS:-gputest parity curves bench nccl} "
+for s in $WANTED; do   # a misspelt step would otherwise run nothing and pass
+    case " gputest parity curves bench nccl " in *" $s "*) ;; *)
+        echo "gpu_check.sh: unknown step '$s' in VQ_GPU_CHECK_STEPS (steps: gputest parity curves bench nccl)" >&2
+        exit 2 ;; esac
+done
 CURVE_STEPS=${VQ_GPU_CHECK_CURVE_STEPS:-300}
 BENCH_STEPS=${VQ_GPU_CHECK_BENCH_STEPS:-${BENCH_DEFAULT[0]}}
 BENCH_WARMUP=${VQ_GPU_CHECK_BENCH_WARMUP:-${BENCH_DEFAULT[1]}}
@@ -276,6 +281,7 @@ if ! gpu_env_setup "$WORK" >"$WORK/setup.log" 2>&1; then
     exit 1
 fi
 note "setup: $(tail -n 1 "$WORK/setup.log"); cuDNN ${CUDNN_LIB:-none}, NCCL ${NCCL_LIB:-none}"
+[ -n "$TORCH_PYTHON" ] || note "setup: no Python here imports torch, h5py and numpy: parity, curves, bench and nccl will FAIL"
 export NVCC CUDA_HOME CUDNN_H NCCL_H CUDNN_LIB NCCL_LIB GPU_BUILD_TARGETS CUDA_MODE
 if ! step build "$(box 300)" build; then
     FAILED=1
