@@ -90,15 +90,6 @@ check "decode --scale 1 --rows 2 --cols 3: ${sw}x${sh} = $((3 * side + 8))x$((2 
     [ "$sw" = $((3 * side + 8)) -a "$sh" = $((2 * side + 6)) ]
 
 # bad arguments
-expect() {  # expect "description" EXIT_CODE "substring" -- args...
-    local what=$1 code=$2 text=$3; shift 4
-    "$VQVAE_BIN" "$@" >"$WORK/out.txt" 2>&1
-    local rc=$?
-    if [ $rc -ne "$code" ] || ! grep -qF -- "$text" "$WORK/out.txt"; then
-        fail "$what: exit code $rc (expected $code), output:"; sed 's/^/    /' "$WORK/out.txt" | tail -n 4; return
-    fi
-    pass "$what"
-}
 "$VQVAE_BIN" train --config "$SMOKE" "${data[@]}" train.steps=4 quantizer.num_embeddings=64 \
     checkpoint.dir="$WORK/other" >/dev/null 2>&1
 other="$WORK/other/ckpt_00000004.h5"

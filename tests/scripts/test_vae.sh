@@ -86,15 +86,6 @@ read -r _ _ _ _ top8 <<<"$("$PY" "$PNG" "$WORK/s16.png" 0 $((cell + 2)))"
 check "sample --count 8 = the first row of --count 16 (z depends on the sample index only)" [ "$first8" = "$top8" ]
 
 # refusals
-expect() {  # expect "description" EXIT_CODE "substring" -- args...
-    local what=$1 code=$2 text=$3; shift 4
-    "$VQVAE_BIN" "$@" >"$WORK/out.txt" 2>&1
-    local rc=$?
-    if [ $rc -ne "$code" ] || ! grep -qF -- "$text" "$WORK/out.txt"; then
-        fail "$what: exit code $rc (expected $code), output:"; sed 's/^/    /' "$WORK/out.txt" | tail -n 4; return
-    fi
-    pass "$what"
-}
 "$VQVAE_BIN" train --config "$SMOKE" "${data[@]}" model.arch=small train.steps=2 checkpoint.dir="$WORK/vq" \
     >"$WORK/vq.log" 2>&1
 vq="$WORK/vq/ckpt_00000002.h5"

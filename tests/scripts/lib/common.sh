@@ -26,6 +26,17 @@ finish() {
     [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
     exit $?
 }
+# expect "description" EXIT_CODE "substring" -- args...: the program run with args exits EXIT_CODE
+# and its output contains substring (case-sensitive); otherwise a failure showing the output's end.
+expect() {
+    local what=$1 code=$2 text=$3; shift 4
+    "$VQVAE_BIN" "$@" >"$WORK/out.txt" 2>&1
+    local rc=$?
+    if [ $rc -ne "$code" ] || ! grep -qF -- "$text" "$WORK/out.txt"; then
+        fail "$what: exit code $rc (expected $code), output:"; sed 's/^/    /' "$WORK/out.txt" | tail -n 4; return
+    fi
+    pass "$what"
+}
 # skip_test "why": the whole test cannot run here: SKIP (exit 77; lib/gpu.sh has the GPU tests' own).
 skip_test() {
     echo "$(basename "$0" .sh): SKIP: $*"
