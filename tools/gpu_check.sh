@@ -24,6 +24,10 @@
 #   bash tools/gpu_check.sh                          the GPU check (on the device machine)
 #   VQ_GPU_CHECK_DEVICE=cpu bash tools/gpu_check.sh  the same flow on the CPU, to check this script
 #                                                    where there is no GPU (GPU C tests SKIP there)
+# Timing: the CPU mode, 2026-12-03 on the shared 2-core machine, VQ_GPU_CHECK_CURVE_STEPS=100:
+#   1251 s, every step ok (build 99 incremental, gputest 222, parity 43, curves 220, bench 573,
+#   nccl 88; docs/GPU_RUNBOOK.md). Not yet timed on a GPU: there the budget (480 s) cuts the
+#   boxes (build 300, gputest 200, parity 90, curves 120, bench 220, nccl 60) in this order.
 # Environment (all optional):
 #   VQ_GPU_CHECK_STEPS   the steps to run (default "gputest parity curves bench nccl"); build is
 #                        always first (a fresh machine has nothing built)
@@ -69,7 +73,9 @@ for p in python3 /usr/bin/python3; do
     "$p" -c 'import torch, h5py, numpy' 2>/dev/null && TORCH_PYTHON=$(command -v "$p")
 done
 mkdir -p "$WORK" "$OUT"
-export ROOT MODE BUNDLE PREFIX BUILD BIN WORK TORCH_PYTHON CURVE_STEPS BENCH_STEPS BENCH_WARMUP
+# The steps run in child shells (step): what they read must be exported, OUT included (the device
+# tool exports its own; the default above was not, and bench.* and curves.* went to /).
+export ROOT MODE BUNDLE PREFIX BUILD BIN WORK OUT TORCH_PYTHON CURVE_STEPS BENCH_STEPS BENCH_WARMUP
 # shellcheck source=tools/gpu_env.sh
 source "$ROOT/tools/gpu_env.sh"
 
