@@ -9,6 +9,12 @@
 # 75 (resume with --resume auto). We convert to SIGUSR1 because mpirun answers SIGTERM/SIGINT by
 # killing the ranks within a second, with no time to save, but forwards SIGUSR1 untouched. A
 # second SIGTERM/SIGINT/SIGHUP kills the job at once. The exit code is mpirun's (the ranks' code).
+#
+# Threads: the ranks inherit this environment. libgomp's default wait policy (spin, then sleep) is
+# the right one when the cores are the job's (a dedicated node; Slurm's usual case). On a machine
+# shared with other work, GOMP_SPINCOUNT=1000 launch/run_local.sh ... avoids the 2-5x collapse of
+# multi-threaded ranks when another process takes a core; on an idle machine it costs 20-40%
+# (docs/BENCHMARKS.md, "On an idle machine"), so it is not set here.
 set -u
 
 usage() {

@@ -6,6 +6,7 @@
 #       tolerance (below); on configs/smoke.yaml for ema and vq, and on the CIFAR model's shapes
 #       (configs/cifar.yaml, 128 channels, 32x32 synthetic images, batch 8) for ema; and for
 #       model.arch groupnorm (small with dropout 0.1, both quantizers; configs/cifar_groupnorm.yaml);
+#       model.arch small (both quantizers) and model.type vae (configs/mnist_small.yaml, mnist_vae.yaml);
 #   (b) 200 steps of configs/smoke.yaml, CPU vs GPU (fp32, deterministic), both quantizers: the
 #       loss curves (metrics.jsonl, every step logged) agree tightly for the first steps, and the
 #       runs learn equally well afterwards;
@@ -94,7 +95,8 @@ import numpy as np
 
 CPU_DIR, GPU_DIR = sys.argv[1], sys.argv[2]
 TOL = {'loss': 1e-5, 'recon_loss': 1e-5, 'vq_loss': 1e-4, 'perplexity': 1e-6, 'grad': 2e-5,
-       'exp_avg': 2e-5, 'exp_avg_sq': 4e-5, 'param': 1e-4, 'ema': 1e-5}
+       'exp_avg': 2e-5, 'exp_avg_sq': 4e-5, 'param': 1e-4, 'ema': 1e-5,
+       'kl': 1e-5, 'latent': 2e-5, 'eps': 1e-6}
 ILL_CONDITIONED = 100      # x eps
 SIGN_SAFE = 10             # x TOL['grad'] x max|g|
 failed = skipped = 0
@@ -162,23 +164,31 @@ ci, gi = np.asarray(c['batch']['images']), np.asarray(g['batch']['images'])
 check('batch images bit-identical', ci.shape == gi.shape and np.array_equal(ci.view(np.uint8), gi.view(np.uint8)),
       f'max |diff| {np.max(np.abs(ci.astype(np.float64) - gi)) if ci.shape == gi.shape else "shape"}')
 
-# codes
-cc, gc = np.asarray(c['step']['codes']), np.asarray(g['step']['codes'])
-mismatch = int(np.sum(cc != gc)) if cc.shape == gc.shape else cc.size
-print(f'codes: {mismatch} of {cc.size} differ; {len(np.unique(cc))} distinct codes used on the CPU')
-if mismatch:
-    rows = np.nonzero(cc != gc)[0][:10]
-    print('  first rows that differ (row: cpu code, gpu code): ' + ', '.join(f'{r}: {cc[r]}, {gc[r]}' for r in rows))
-    if cc.shape == gc.shape and mismatch <= max(1, cc.size // 100):
-        print('NEAR-TIE?: few codes differ; the caller retries with another seed')
-        sys.exit(3)
-check('codes identical', mismatch == 0, f'{cc.size} rows')
-if mismatch:
-    sys.exit(1)
+# a VAE (model.type vae) has no codes: its loss terms, latent mean and logvar, and the eps both
+# backends drew from the same counters (Philox; the Box-Muller transcendental functions may round
+# differently on the device, hence a tolerance and not bit equality)
+if 'codes' not in c['step']:
+    for k in ('loss', 'recon_loss', 'kl'):
+        compare(k, k, g['step'].attrs[k], c['step'].attrs[k], f"; cpu {float(c['step'].attrs[k]):.7g}")
+    for k in ('eps', 'mean', 'logvar'):
+        compare('eps' if k == 'eps' else 'latent', k, g['step'][k], c['step'][k])
+else:
+    cc, gc = np.asarray(c['step']['codes']), np.asarray(g['step']['codes'])
+    mismatch = int(np.sum(cc != gc)) if cc.shape == gc.shape else cc.size
+    print(f'codes: {mismatch} of {cc.size} differ; {len(np.unique(cc))} distinct codes used on the CPU')
+    if mismatch:
+        rows = np.nonzero(cc != gc)[0][:10]
+        print('  first rows that differ (row: cpu code, gpu code): ' + ', '.join(f'{r}: {cc[r]}, {gc[r]}' for r in rows))
+        if cc.shape == gc.shape and mismatch <= max(1, cc.size // 100):
+            print('NEAR-TIE?: few codes differ; the caller retries with another seed')
+            sys.exit(3)
+    check('codes identical', mismatch == 0, f'{cc.size} rows')
+    if mismatch:
+        sys.exit(1)
 
-# loss scalars
-for k in ('loss', 'recon_loss', 'vq_loss', 'perplexity'):
-    compare(k, k, g['step'].attrs[k], c['step'].attrs[k], f"; cpu {float(c['step'].attrs[k]):.7g}")
+    # loss scalars
+    for k in ('loss', 'recon_loss', 'vq_loss', 'perplexity'):
+        compare(k, k, g['step'].attrs[k], c['step'].attrs[k], f"; cpu {float(c['step'].attrs[k]):.7g}")
 
 # gradients
 cg = {k: np.asarray(v) for k, v in datasets(c['step']['grad'])}
@@ -267,6 +277,12 @@ step_case gn-ema "$SMOKE" quantizer.type=ema "${GROUPNORM[@]}"
 step_case gn-vq "$SMOKE" quantizer.type=vq "${GROUPNORM[@]}"
 step_case cifar-gn-ema "$VQ_SOURCE_DIR/configs/cifar_groupnorm.yaml" data.dataset=synthetic data.synthetic_count=64 \
     train.batch_size=8
+# model.arch small (grouped codes, dense 7x7 layers, output_padding, sigmoid) and the Gaussian VAE
+# (linear layers, reparameterization with Philox eps, KL term) on 1x28x28 synthetic images
+SMALL=(data.dataset=synthetic data.channels=1 data.image_size=28 data.synthetic_count=64 train.batch_size=8)
+step_case small-vq "$VQ_SOURCE_DIR/configs/mnist_small.yaml" quantizer.type=vq "${SMALL[@]}"
+step_case small-ema "$VQ_SOURCE_DIR/configs/mnist_small.yaml" quantizer.type=ema "${SMALL[@]}"
+step_case vae "$VQ_SOURCE_DIR/configs/mnist_vae.yaml" "${SMALL[@]}"
 
 # ---- (b) 200 steps, CPU vs GPU (the criteria: tests/scripts/lib/compare_curves.py) -----------
 for q in ema vq; do
