@@ -36,6 +36,8 @@
 #     the seed, a bug does not.
 #   loss, recon_loss: 1e-5;  vq_loss: 1e-4 (a mean of |q - z|^2 where q and z nearly cancel);
 #   perplexity: 1e-6 (same codes, same counts).
+#   VAE: kl 1e-5 (as loss); mean, logvar 2e-5 (as gradients); eps 1e-6 (both backends draw it from
+#     the same Philox counters through double log/cos: equal bar a rare last-bit rounding).
 #   gradients: 2e-5 (about 15x the measured fp32 rounding; a wrong term, a missing scale or a race
 #     shows up as 1e-3 and more). Adam exp_avg = (1-b1) g: 2e-5; exp_avg_sq = (1-b2) g^2: 4e-5.
 #   parameters after the step, on the elements where the step is well defined: Adam's first step
