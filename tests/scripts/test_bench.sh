@@ -42,6 +42,21 @@ EOF
 }
 check "the JSON line parses and its fields are sane" check_json
 
+# tools/onednn_profile.py (docs/BENCHMARKS.md's per-primitive profile) on the same bench: the
+# convolutions appear with a GFLOP/s figure and the per-step summary line adds them up.
+prof=(--steps 4 -- "$VQVAE_BIN" bench --config "$SMOKE" --steps 2 --warmup 2 train.device=cpu train.threads=1
+      train.cpu_conv=onednn)
+if "$VQVAE_BIN" bench --config "$SMOKE" --steps 1 --warmup 0 train.cpu_conv=onednn >/dev/null 2>"$WORK/probe.txt"; then
+    "$PY" "$VQ_SOURCE_DIR/tools/onednn_profile.py" "${prof[@]}" >"$WORK/profile.txt" 2>&1
+    check "onednn_profile.py exits 0" [ $? -eq 0 ]
+    check "onednn_profile.py lists convolutions with GFLOP/s" \
+        grep -qE "[0-9]+\.[0-9] GFLOP/s +convolution " "$WORK/profile.txt"
+    check "onednn_profile.py sums a step" grep -qE "^per step: convolution [0-9.]+ ms" "$WORK/profile.txt"
+else
+    echo "SKIP onednn_profile.py: this build has no oneDNN ($(tail -n 1 "$WORK/probe.txt"))"
+fi
+rm -f "$WORK/profile.txt" "$WORK/probe.txt"
+
 expect_usage() {  # expect_usage "description" "text" -- args...
     local what=$1 text=$2; shift 3
     "$VQVAE_BIN" "$@" >"$WORK/usage.txt" 2>&1
