@@ -14,10 +14,8 @@
 #include "commands.h"
 #include "trainer.h"
 
-// The build's git commit, when the build passes it in (-DVQ_GIT_COMMIT="...").
-#ifndef VQ_GIT_COMMIT
-#define VQ_GIT_COMMIT "unknown"
-#endif
+// VQ_GIT_COMMIT: the commit of this build, written by tools/git_commit.cmake at every build.
+#include "vq_commit.h"
 
 // ---- the process and the machine -------------------------------------------------------------
 
@@ -191,7 +189,8 @@ static void bench_print_json(const BenchResult *r) {
            "\"warmup\": %d, \"images_per_s\": %.2f, \"ms_per_step\": %.3f, \"startup_s\": %.3f, "
            "\"final_loss\": %s, \"peak_memory_bytes\": %llu, \"peak_allocated_bytes\": %llu, "
            "\"memory_in_use_bytes\": %llu%s}\n",
-           ctx->ops->name, ctx->kind == BACKEND_CUDA ? cfg->precision : "fp32", cfg->quantizer, r->world,
+           ctx->ops->name, ctx->kind == BACKEND_CUDA ? cfg->precision : "fp32",
+           strcmp(cfg->model_type, "vae") == 0 ? "none" : cfg->quantizer, r->world,
            cfg->batch_size, (long long)global_batch, ctx->kind == BACKEND_CPU ? ctx->threads : 0,
            ctx->kind == BACKEND_CPU ? cpu_conv_name(ctx->cpu_conv) : "-", r->steps, r->warmup,
            bench_images_per_s(r),

@@ -41,6 +41,16 @@ sys.exit(1 if bad else 0)
 EOF
 }
 check "the JSON line parses and its fields are sane" check_json
+# The commit is the tree's at build time (it was once fixed when cmake first ran, and went stale).
+if head=$(git -C "$VQ_SOURCE_DIR" describe --always 2>/dev/null); then
+    check "commit is this tree's ($head)" grep -qE "\"commit\": \"$head(-dirty)?\"" "$WORK/out.json"
+fi
+# A VAE has no quantizer, and the JSON says so (it once said the config's default, ema).
+"$VQVAE_BIN" bench --config "$SMOKE" --steps 1 --warmup 0 train.device=cpu train.threads=1 model.type=vae \
+    model.arch=small data.channels=1 data.image_size=28 >"$WORK/vae.json" 2>"$WORK/err.txt"
+check "bench of a VAE exits 0" [ $? -eq 0 ]
+check "bench of a VAE says quantizer none" grep -q '"quantizer": "none"' "$WORK/vae.json"
+rm -f "$WORK/vae.json"
 
 # tools/onednn_profile.py (docs/BENCHMARKS.md's per-primitive profile) on the same bench: the
 # convolutions appear with a GFLOP/s figure and the per-step summary line adds them up.
