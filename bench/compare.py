@@ -214,12 +214,22 @@ def measure_case(runner, args, sides, case, batch, n):
     return out
 
 
+def precision_note(summary):
+    """What the convolutions computed in, in words."""
+    p = summary.get('precision', 'tf32')
+    if summary['device'] != summary['machine']['cpu']:   # a GPU
+        return f'{p} on the GPU'
+    if p == 'bf16':
+        return 'bf16 on the CPU (ours train.precision=bf16, PyTorch torch.autocast(bfloat16))'
+    return 'fp32 on the CPU'
+
+
 def report(summary):
     """README.md of the results folder."""
     m = summary['machine']
     md = [f'# vqvae_dist vs PyTorch, {summary["date"]}, {summary["device"]}', '',
           f'- commit {summary["commit"]}, torch {summary["torch"]}; config `{summary["config"]}` on synthetic data of '
-          f'its shape (`vqvae_dist bench`), fp32 on the CPU',
+          f'its shape (`vqvae_dist bench`), {precision_note(summary)}',
           f'- machine: {m["cpu"]}, {m["cores"]} cores ({", ".join(m["isa"]) or "no AVX2"}); '
           f'load average {m["load_before"]} before the first run, {m["load_after"]} after the last '
           f'(1, 5, 15 min; the runs themselves add up to {m["cores"]}); nice {m["nice"]}',
@@ -260,7 +270,9 @@ def parse_args():
     p.add_argument('--config', default=os.path.join(ROOT, 'configs', 'cifar.yaml'),
                    help='the config both sides read (model, quantizer, optimizer); data is synthetic of its shape')
     p.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
-    p.add_argument('--precision', choices=('tf32', 'fp32'), default='tf32', help='CUDA convolutions')
+    p.add_argument('--precision', choices=('tf32', 'fp32', 'bf16'), default='tf32',
+                   help='CUDA convolutions (tf32, fp32, bf16); on the CPU tf32 = fp32, bf16 = ours '
+                        'train.precision=bf16 against PyTorch under torch.autocast(bfloat16)')
     p.add_argument('--cases', help='comma-separated single:BATCH and ranks:BATCH (per rank); default on the CPU '
                                    'single:32,single:256,ranks:32, on CUDA single:256')
     p.add_argument('--batch', type=int, help='shorthand for --cases single:BATCH')
@@ -339,7 +351,7 @@ def main():
     for kind, batch in parse_cases(args):
         cases.append(measure_case(runner, args, sides, kind, batch, args.ranks or n))
     summary = {
-        'date': args.date, 'device': gpu or cpu, 'commit': git_commit(),
+        'date': args.date, 'device': gpu or cpu, 'commit': git_commit(), 'precision': args.precision,
         'binary_commit': cases[0]['sides']['ours'].get('commit'),
         'torch': text_of([args.python, '-c', 'import torch; print(torch.__version__)']),
         'config': ' '.join([os.path.relpath(args.config, ROOT), *args.overrides]), 'rounds': args.rounds,

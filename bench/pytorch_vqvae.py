@@ -199,9 +199,11 @@ def parse_args():
                         help='processes on this host, DistributedDataParallel over gloo (CPU) or NCCL (CUDA); '
                              '--batch is per rank')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
-    parser.add_argument('--precision', choices=('tf32', 'fp32'), default='tf32',
-                        help='CUDA convolutions in TF32 (our default) or fp32; the quantizer matmul stays fp32 '
-                             'either way, as ours')
+    parser.add_argument('--precision', choices=('tf32', 'fp32', 'bf16'), default='tf32',
+                        help='CUDA convolutions in TF32 (our default) or fp32, the quantizer matmul fp32 either '
+                             'way, as ours; bf16: the forward under torch.autocast(bfloat16) on either device, '
+                             'as a PyTorch user would write it (autocast also runs the quantizer matmul in bf16, '
+                             'ours stays fp32)')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the model (torch >= 2.0; otherwise the JSON says "unavailable")')
     parser.add_argument('--init-from', metavar='CKPT',
@@ -288,7 +290,7 @@ def worker(rank, args, port):
     result = {
         'impl': 'pytorch', 'version': torch.__version__, 'commit': git_commit(),
         'device': torch.cuda.get_device_name(device) if cuda else cpu_model_name(), 'backend': args.device,
-        'precision': args.precision if cuda else 'fp32', 'compile': bool(args.compile),
+        'precision': args.precision if cuda or args.precision == 'bf16' else 'fp32', 'compile': bool(args.compile),
         'quantizer': cfg['quantizer.type'], 'world': world, 'batch': batch, 'global_batch': batch * world,
         'threads': torch.get_num_threads() if not cuda else 0,
         'blas_threads': int(os.environ['OPENBLAS_NUM_THREADS']) if os.environ.get('OPENBLAS_NUM_THREADS') else None,
@@ -354,14 +356,20 @@ def train_and_time(args, cfg, batch, rank, world, device):
     forward = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     forward = torch.compile(forward) if args.compile else forward
 
+    bf16 = args.precision == 'bf16'
+
     def step(images):
         optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            outputs = forward(images)
+        # The losses in fp32, as autocast's docs advise (a no-op without autocast).
+        outputs = [o.float() if torch.is_tensor(o) and o.is_floating_point() else o for o in outputs]
         if vae:   # ours: the squared error summed over the global batch (DDP averages: x world) + w KLD
-            x_recon, mean, logvar = forward(images)
+            x_recon, mean, logvar = outputs
             kld = -0.5 * torch.mean(1 + logvar - mean.pow(2) - logvar.exp())
             loss = model.recon_weight * world * ((x_recon - images) ** 2).sum() + model.kl_weight * kld
         else:
-            vq_loss, x_recon, _, _ = forward(images)
+            vq_loss, x_recon, _, _ = outputs
             loss = recon_loss(x_recon, images, model.recon_mode, data_variance) + vq_loss
         loss.backward()
         optimizer.step()

@@ -105,6 +105,16 @@ void ops_context_init_with_conv(OpsContext *ctx, const char *device, int device_
                                 Precision precision, int deterministic, CpuConv cpu_conv) {
     ops_context_init(ctx, device, device_index, threads, precision, deterministic);
     ctx->cpu_conv = cpu_conv;
+    if (ctx->kind != BACKEND_CPU || precision != PRECISION_BF16) return;
+    // On the CPU only oneDNN has bf16 convolutions, and only fast ones with AVX512-BF16: refuse
+    // here, before the model is built, rather than run 100x slower reference kernels.
+    if (cpu_conv == CPU_CONV_IM2COL)
+        fatal("train.precision=bf16 on the CPU runs oneDNN's bf16 convolutions, but train.cpu_conv is im2col%s; "
+              "set train.cpu_conv=onednn, or train.precision=fp32",
+              onednn_compiled() ? "" : " (this build has no oneDNN: install libdnnl-dev and rebuild)");
+    if (!onednn_bf16_supported())
+        fatal("train.precision=bf16 on the CPU needs AVX512-BF16, which this CPU lacks (oneDNN's ISA here: %s); "
+              "set train.precision=fp32", onednn_isa_name());
 }
 
 int onednn_compiled(void) {

@@ -65,6 +65,9 @@ typedef enum { CPU_CONV_ONEDNN = 0, CPU_CONV_IM2COL = 1 } CpuConv;
 CpuConv cpu_conv_from_name(const char *name);
 const char *cpu_conv_name(CpuConv conv);
 int onednn_compiled(void);   // 1 when the build has oneDNN (libdnnl-dev at configure time)
+// 1 when oneDNN has native bf16 convolutions on this CPU (AVX512-BF16): train.precision=bf16 there.
+int onednn_bf16_supported(void);
+const char *onednn_isa_name(void);   // the instruction set oneDNN uses here ("avx2", ...; "none")
 
 // Adam's hyperparameters as the config holds them (double, like Python's floats).
 typedef struct {

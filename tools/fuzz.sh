@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz one reader: tools/fuzz.sh TARGET SECONDS      (TARGET: config, dataset, checkpoint)
+# Fuzz one reader: tools/fuzz.sh TARGET SECONDS      (TARGET: config, dataset, checkpoint, codes)
 #                  tools/fuzz.sh --build             (only build the libFuzzer programs)
 # Builds tests/fuzz/fuzz_TARGET.c with clang, libFuzzer, ASan and UBSan into $VQ_FUZZ_BUILD_DIR
 # (default build-fuzz), makes the harness's seed corpus there, adds tests/fuzz/regressions/TARGET/,

@@ -2,7 +2,7 @@
 # The README's second command: install what is missing (PyTorch oracle included), build, and run
 # the whole test suite with ctest. GPU tests SKIP on machines without a GPU (ctest lists them as
 # skipped, never as passed). The label fuzz runs each libFuzzer harness briefly (tools/fuzz.sh; about
-# 3 minutes; `ctest -LE fuzz` leaves it out). Options: --sanitize (ASan+UBSan build in build-asan,
+# 4 minutes; `ctest -LE fuzz` leaves it out). Options: --sanitize (ASan+UBSan build in build-asan,
 # CPU labels only).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -66,7 +66,7 @@ static int uses_onednn(const OpsContext *ctx, const ConvShape *s) {
 
 static OnednnState *onednn_state(OpsContext *ctx) {
     CpuBackend *b = (CpuBackend *)ctx->backend;
-    if (!b->onednn) b->onednn = onednn_create(ctx->threads);
+    if (!b->onednn) b->onednn = onednn_create(ctx->threads, ctx->precision == PRECISION_BF16);
     return b->onednn;
 }
 

@@ -66,7 +66,9 @@ void im2col_backward_chunk(const ConvShape *s, int nb, const float *in, const fl
 
 // ---- oneDNN (cpu_conv_onednn.c): a plan per prepared shape, ctx->backend holds them -------------
 typedef struct OnednnState OnednnState;
-OnednnState *onednn_create(int threads);
+// bf16: the primitives read bf16 copies of their inputs (activations, gradients, weights) and write
+// fp32 (train.precision=bf16 on the CPU; needs AVX512-BF16, which onednn_bf16_supported says).
+OnednnState *onednn_create(int threads, int bf16);
 void onednn_destroy(OnednnState *st);
 // Make (or find) the plan of s: its primitives for every chunk size and their memory objects; sets
 // s->plan. threads: the contexts's, for the per-thread memory objects.

@@ -21,7 +21,9 @@
 // runs its 1-thread kernel: nothing depends on the thread count. Scratchpads are ours (user mode).
 // Reorders are counted per plan (onednn_reorder_counts). Activations stay NCHW between layers
 // (the model's layout), so every call reorders its activations in and out; weights once per call.
-// Plans are made in cpu_onednn_plan.c.
+// With train.precision=bf16 (OnednnState.bf16) what a primitive reads is bf16 and what it writes
+// fp32, so those reorders also convert, and nothing here changes: buffers are sized from the
+// primitives' descriptors. Plans are made in cpu_onednn_plan.c.
 #include <stdio.h>
 #include <string.h>
 

@@ -8,10 +8,12 @@ static void no_onednn(void) {
           "train.cpu_conv=im2col");
 }
 
-OnednnState *onednn_create(int threads) {
-    (void)threads;
+OnednnState *onednn_create(int threads, int bf16) {
+    (void)threads, (void)bf16;
     no_onednn();
 }
+int onednn_bf16_supported(void) { return 0; }
+const char *onednn_isa_name(void) { return "none"; }
 void onednn_destroy(OnednnState *st) { CHECK(st == NULL, "oneDNN state in a build without oneDNN"); }
 void onednn_prepare(OnednnState *st, ConvShape *s, const ConvChunks *ch) { no_onednn(); }
 ConvSpace onednn_space(const OnednnState *st, const ConvShape *s) { no_onednn(); }

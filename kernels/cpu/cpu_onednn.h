@@ -72,6 +72,7 @@ struct OnednnState {
     dnnl_stream_t *streams;   // one per thread
     dnnl_primitive_attr_t attr;
     int threads;
+    int bf16;                 // inputs in bf16 (onednn_create)
     Plan *plans;
     int count, capacity;
 };

@@ -11,9 +11,31 @@ enum { NARROW_CHANNELS = 4 };
 static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
-OnednnState *onednn_create(int threads) {
+const char *onednn_isa_name(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "older than avx2";
+    }
+}
+
+int onednn_bf16_supported(void) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+}
+
+OnednnState *onednn_create(int threads, int bf16) {
+    // Without AVX512-BF16 oneDNN would run bf16 through its reference kernels, ~100x slower.
+    if (bf16 && !onednn_bf16_supported())
+        fatal("train.precision=bf16 on the CPU needs AVX512-BF16 (this CPU's oneDNN ISA is %s); use "
+              "train.precision=fp32", onednn_isa_name());
     OnednnState *st = xcalloc(1, sizeof *st);
     st->threads = threads;
+    st->bf16 = bf16;
     DNNL_CHECK(dnnl_engine_create(&st->engine, dnnl_cpu, 0));
     st->streams = xcalloc((size_t)threads, sizeof *st->streams);
     for (int t = 0; t < threads; t++)
@@ -79,6 +101,13 @@ static void md_by_tag(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims,
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(md, ndims, dims, dnnl_f32, tag));
 }
 
+// The same, in the type a direction's operand has: with bf16 what a primitive reads is bf16, what it
+// writes fp32 (so the weight gradient is summed, and every output leaves, in fp32).
+static void md_typed(dnnl_memory_desc_t *md, const dnnl_dims_t dims, dnnl_format_tag_t tag, int bf16_read) {
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(md, 4, dims, bf16_read ? dnnl_bf16 : dnnl_f32, tag));
+}
+
+
 static dnnl_primitive_t make_reorder(const OnednnState *st, const dnnl_memory_desc_t *from,
                                      const dnnl_memory_desc_t *to) {
     dnnl_primitive_desc_t pd;
@@ -97,26 +126,29 @@ static void make_descs(const OnednnState *st, const ConvShape *s, int nb, const 
     sides_of(s, x, y);
     dnnl_dims_t xd = {nb, x[0], x[1], x[2]}, yd = {nb, y[0], y[1], y[2]}, wd = {y[0], x[0], s->kernel, s->kernel};
     dnnl_dims_t bd = {y[0]}, strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
-    dnnl_memory_desc_t xm, ym, wm[DIRS], bm;
     // A narrow image side (the first Conv2d's image, the last ConvTranspose2d's output) stays NCHW:
     // "any" would pad its 1 channel to 8 (nChw8c), eight times the bytes, plus a reorder each way.
-    md_by_tag(&xm, 4, xd, x[0] < NARROW_CHANNELS ? dnnl_nchw : dnnl_format_tag_any);
-    md_by_tag(&ym, 4, yd, dnnl_format_tag_any);
+    dnnl_format_tag_t xtag = x[0] < NARROW_CHANNELS ? dnnl_nchw : dnnl_format_tag_any;
+    dnnl_memory_desc_t xm[DIRS], ym[DIRS], wm[DIRS], bm;
     for (int d = 0; d < DIRS; d++) {
+        int bf16_read = st->bf16 && d != DIR_BWD_WEIGHTS;   // bwd_w writes its weights
+        md_typed(&xm[d], xd, xtag, st->bf16 && READS[d][SIDE_X]);
+        md_typed(&ym[d], yd, dnnl_format_tag_any, st->bf16 && READS[d][SIDE_Y]);
         if (w) wm[d] = w[d];
-        else md_by_tag(&wm[d], 4, wd, dnnl_format_tag_any);
+        else md_typed(&wm[d], wd, dnnl_format_tag_any, bf16_read);
     }
     md_by_tag(&bm, 1, bd, dnnl_x);
     int fwd_bias = s->has_bias && !s->transposed;   // ConvTranspose2d's bias is on C's image side
     dnnl_convolution_desc_t cd;
-    DNNL_CHECK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &xm,
-                                                  &wm[DIR_FWD], fwd_bias ? &bm : NULL, &ym, strides, pad, pad));
+    DNNL_CHECK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &xm[DIR_FWD],
+                                                  &wm[DIR_FWD], fwd_bias ? &bm : NULL, &ym[DIR_FWD], strides, pad, pad));
     DNNL_CHECK(dnnl_primitive_desc_create(&pd[DIR_FWD], &cd, st->attr, st->engine, NULL));
-    DNNL_CHECK(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &xm, &wm[DIR_BWD_DATA], &ym,
-                                                        strides, pad, pad));
+    DNNL_CHECK(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &xm[DIR_BWD_DATA],
+                                                        &wm[DIR_BWD_DATA], &ym[DIR_BWD_DATA], strides, pad, pad));
     DNNL_CHECK(dnnl_primitive_desc_create(&pd[DIR_BWD_DATA], &cd, st->attr, st->engine, pd[DIR_FWD]));
-    DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &xm, &wm[DIR_BWD_WEIGHTS],
-                                                           NULL, &ym, strides, pad, pad));
+    DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &xm[DIR_BWD_WEIGHTS],
+                                                           &wm[DIR_BWD_WEIGHTS], NULL, &ym[DIR_BWD_WEIGHTS], strides,
+                                                           pad, pad));
     DNNL_CHECK(dnnl_primitive_desc_create(&pd[DIR_BWD_WEIGHTS], &cd, st->attr, st->engine, pd[DIR_FWD]));
 }
 

@@ -2,9 +2,11 @@
 // ckpt_write_file, so a full disk or a crash never leaves a half-written file under the final name.
 #include "codes_file.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/common.h"
 #include "ckpt_internal.h"
@@ -174,6 +176,29 @@ static int read_attrs(hid_t f, CodesFile *cf, const CkptCtx *cx) {
     return 0;
 }
 
+// The bytes of an array of dims in mem_type, or SIZE_MAX when that overflows or exceeds the
+// machine's physical memory (the dims come from the file: H5Dread would write past a wrapped size).
+static size_t array_bytes(hid_t mem_type, int ndim, const hsize_t *dims) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    double limit = pages > 0 && page > 0 ? (double)pages * (double)page : (double)SIZE_MAX;
+    double bytes = (double)H5Tget_size(mem_type);
+    for (int i = 0; i < ndim; i++) bytes *= (double)dims[i];
+    return bytes > limit ? SIZE_MAX : (size_t)bytes;
+}
+
+// Whether the bytes a dataset stores can hold n bytes of values in mem_type. gzip expands by at
+// most ~1032x, so a file declaring far more than that (chunks never written read as fill values)
+// would make us allocate and fill gigabytes for a file of a few bytes. 64 MiB of slack for small
+// files and the other filters.
+static int fits_storage(hid_t dset, hid_t mem_type, size_t n) {
+    hid_t file_type = H5Dget_type(dset);
+    size_t file_size = file_type >= 0 ? H5Tget_size(file_type) : 0;
+    if (file_type >= 0) H5Tclose(file_type);
+    double widen = file_size ? (double)H5Tget_size(mem_type) / (double)file_size : 1.0;
+    double most = (double)H5Dget_storage_size(dset) * 2048.0 * (widen > 1.0 ? widen : 1.0) + (double)(64 << 20);
+    return (double)n <= most;
+}
+
 // Reads dataset name, which must have ndim dimensions (written to dims), into *out (malloc'd,
 // elem bytes per value, converted to mem_type). A missing dataset leaves *out NULL.
 static int read_array(hid_t f, const char *name, hid_t mem_type, int ndim, hsize_t *dims, void **out,
@@ -192,9 +217,30 @@ static int read_array(hid_t f, const char *name, hid_t mem_type, int ndim, hsize
         goto cleanup;
     }
     TRY_H5(cx, H5Sget_simple_extent_dims(space, dims, NULL), name);
-    size_t n = H5Tget_size(mem_type);
-    for (int i = 0; i < ndim; i++) n *= (size_t)dims[i];
-    *out = xmalloc(n ? n : 1);
+    for (int i = 0; i < ndim; i++)   // the struct holds them as int (an empty array may declare any)
+        if (dims[i] > INT32_MAX) {
+            set_error(cx->err, cx->err_len, "'/%s' in codes file '%s' has a dimension of %llu, more than %d; the "
+                      "file is damaged: encode again", name, cx->path, (unsigned long long)dims[i], INT32_MAX);
+            goto cleanup;
+        }
+    size_t n = array_bytes(mem_type, ndim, dims);
+    if (n == SIZE_MAX) {   // a damaged or hostile file: its dims multiply past the machine's memory
+        set_error(cx->err, cx->err_len, "'/%s' in codes file '%s' declares more values than this machine's memory "
+                  "holds; the file is damaged: encode again", name, cx->path);
+        goto cleanup;
+    }
+    if (!fits_storage(dset, mem_type, n)) {
+        set_error(cx->err, cx->err_len, "'/%s' in codes file '%s' declares %.1f MiB of values but stores only %llu "
+                  "bytes; the file is damaged: encode again", name, cx->path, (double)n / (1 << 20),
+                  (unsigned long long)H5Dget_storage_size(dset));
+        goto cleanup;
+    }
+    *out = malloc(n ? n : 1);
+    if (!*out) {
+        set_error(cx->err, cx->err_len, "'/%s' in codes file '%s' needs %.1f GiB, which could not be allocated", name,
+                  cx->path, (double)n / (1 << 30));
+        goto cleanup;
+    }
     TRY_H5(cx, H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out), name);
     rc = 0;
 cleanup:

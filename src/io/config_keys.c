@@ -118,7 +118,9 @@ const KeySpec CONFIG_KEYS[] = {
     {"train.device", KEY_ENUM, FIELD(device), .choices = "auto|cpu|cuda", .def = "auto",
      .help = "backend; auto = cuda when a GPU is visible, else cpu"},
     {"train.precision", KEY_ENUM, FIELD(precision), .choices = "tf32|fp32|bf16", .def = "tf32",
-     .help = "math of the CUDA convolutions (the quantizer stays fp32; cpu is always fp32)"},
+     .help = "math of the convolutions (the quantizer stays fp32): cuda tf32, fp32 or bf16 (docs/CUDA.md); cpu "
+             "fp32 (tf32 means fp32 there) or bf16: oneDNN on bf16 copies of the inputs, fp32 results and weights, "
+             "needs AVX512-BF16 and pays only with AMX (docs/BENCHMARKS.md)"},
     {"train.deterministic", KEY_BOOL, FIELD(deterministic), .def = "false",
      .help = "deterministic CUDA algorithms (cpu runs are always bit-reproducible)"},
     {"train.threads", KEY_INT, FIELD(threads), .flags = GE_MIN | LE_MAX, .min = 0, .max = 4096, .def = "0",

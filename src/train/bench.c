@@ -15,7 +15,7 @@
 #include "trainer.h"
 
 // VQ_GIT_COMMIT: the commit of this build, written by tools/git_commit.cmake at every build.
-#include "vq_commit.h"
+#include <vq_commit.h>   // generated in the build tree (-I build/generated), hence <>
 
 // ---- the process and the machine -------------------------------------------------------------
 
@@ -163,6 +163,13 @@ static double bench_images_per_s(const BenchResult *r) {
     return r->elapsed_s > 0.0 ? images / r->elapsed_s : 0.0;
 }
 
+// What the convolutions computed in: CUDA as configured; the CPU in bf16 when asked (oneDNN), else
+// fp32 (tf32 is a CUDA mode).
+static const char *bench_precision(const OpsContext *ctx, const Config *cfg) {
+    if (ctx->kind == BACKEND_CUDA) return cfg->precision;
+    return ctx->precision == PRECISION_BF16 ? "bf16" : "fp32";
+}
+
 // The one JSON line (rank 0), with the device and, on CUDA, the library versions the process
 // runs with.
 static void bench_print_json(const BenchResult *r) {
@@ -189,7 +196,7 @@ static void bench_print_json(const BenchResult *r) {
            "\"warmup\": %d, \"images_per_s\": %.2f, \"ms_per_step\": %.3f, \"startup_s\": %.3f, "
            "\"final_loss\": %s, \"peak_memory_bytes\": %llu, \"peak_allocated_bytes\": %llu, "
            "\"memory_in_use_bytes\": %llu%s}\n",
-           ctx->ops->name, ctx->kind == BACKEND_CUDA ? cfg->precision : "fp32",
+           ctx->ops->name, bench_precision(ctx, cfg),
            strcmp(cfg->model_type, "vae") == 0 ? "none" : cfg->quantizer, r->world,
            cfg->batch_size, (long long)global_batch, ctx->kind == BACKEND_CPU ? ctx->threads : 0,
            ctx->kind == BACKEND_CPU ? cpu_conv_name(ctx->cpu_conv) : "-", r->steps, r->warmup,

@@ -23,6 +23,18 @@ static void load_data(Trainer *t, const Config *cfg, int world) {
               (long long)ds->count);
 }
 
+// On the CPU: what runs the convolutions, in which precision, on which instruction set.
+static void log_cpu_convs(const OpsContext *ctx) {
+    if (ctx->kind != BACKEND_CPU) return;
+    int bf16 = ctx->precision == PRECISION_BF16, onednn = ctx->cpu_conv == CPU_CONV_ONEDNN;
+    log_info("cpu: %d thread(s), convolutions %s in %s%s%s", ctx->threads, cpu_conv_name(ctx->cpu_conv),
+             bf16 ? "bf16" : "fp32", onednn ? ", oneDNN ISA " : "", onednn ? onednn_isa_name() : "");
+    // Measured (docs/BENCHMARKS.md): bf16 pays through AMX; with AVX512-BF16 alone it is slower than fp32.
+    if (bf16 && strcmp(onednn_isa_name(), "avx512_core_amx") != 0)
+        log_warn("train.precision=bf16 without AMX: on AVX512-BF16 alone oneDNN's bf16 convolutions were "
+                 "slower than fp32 (0.74x); train.precision=fp32 is likely faster here");
+}
+
 void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume, const char *metrics_path) {
     memset(t, 0, sizeof *t);
     load_data(t, cfg, dist->world);
@@ -54,6 +66,7 @@ void trainer_setup(Trainer *t, const Config *cfg, Dist *dist, const char *resume
     log_info("model: %s, %zu trainable parameters, %s; backend %s, %d ranks, batch %d per rank (global %lld)", cfg->arch,
              m->registry.trainable_count, what, s->ctx.ops->name, dist->world, cfg->batch_size,
              (long long)cfg->batch_size * dist->world);
+    log_cpu_convs(&s->ctx);
 }
 
 void trainer_free(Trainer *t) {

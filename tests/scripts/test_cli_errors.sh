@@ -51,4 +51,15 @@ expect "global batch larger than the data" 1 "train.batch_size" -- train --confi
 "$VQVAE_BIN" train --config "$SMOKE" train.steps=2 checkpoint.dir="$WORK/arch" >/dev/null 2>&1
 expect "resume with another architecture" 1 "num_hiddens" -- train --config "$SMOKE" model.num_hiddens=8 train.steps=4 \
     checkpoint.dir="$WORK/arch2" --resume "$WORK/arch/ckpt_00000002.h5"
+# bf16 on the CPU: only oneDNN has it, and only with AVX512-BF16 (ONEDNN_MAX_CPU_ISA=AVX2 makes any
+# x86 CPU look like one without it).
+expect "bf16 with im2col is refused" 1 "train.cpu_conv=onednn" -- \
+    train --config "$SMOKE" train.device=cpu train.precision=bf16 train.cpu_conv=im2col train.steps=1 \
+    checkpoint.dir="$WORK/bf16"
+if "$VQVAE_BIN" bench --config "$SMOKE" --steps 1 --warmup 0 train.cpu_conv=onednn >/dev/null 2>&1; then
+    ONEDNN_MAX_CPU_ISA=AVX2 expect "bf16 without AVX512-BF16 is refused" 1 "needs AVX512-BF16" -- \
+        train --config "$SMOKE" train.device=cpu train.precision=bf16 train.steps=1 checkpoint.dir="$WORK/bf16"
+else
+    skip_case "bf16 without AVX512-BF16: this build has no oneDNN"
+fi
 finish
