@@ -15,7 +15,9 @@ int build_quantize(Net *net, const char *name, int z, int codebook_param, int k,
     const Slot *zs = &net->slots[z];
     CHECK(zs->ndim == 4 && d > 0 && zs->dims[1] % d == 0, "quantizer '%s' expects an NCHW latent whose channels "
           "divide into code vectors of %d dims", name, d);
-    int n = zs->dims[0], groups = zs->dims[1] / d, hw = zs->dims[2] * zs->dims[3];
+    // zs points into the slot list, which the net_slot calls below may move: keep its dims.
+    int z_dims[4] = {zs->dims[0], zs->dims[1], zs->dims[2], zs->dims[3]};
+    int n = z_dims[0], groups = z_dims[1] / d, hw = z_dims[2] * z_dims[3];
     int m = n * hw * groups;
     char aux[NET_NAME_MAX];
     int flat_dims[2] = {m, d}, code_dims[1] = {m}, stat_dims[1] = {k + k * d};
@@ -28,7 +30,7 @@ int build_quantize(Net *net, const char *name, int z, int codebook_param, int k,
     snprintf(aux, sizeof aux, "%s.stats", name);
     int stats = net_slot(net, aux, SLOT_F32, 0, 1, stat_dims);
     snprintf(aux, sizeof aux, "%s.quantized", name);
-    int q = net_slot(net, aux, SLOT_F32, 1, 4, zs->dims);
+    int q = net_slot(net, aux, SLOT_F32, 1, 4, z_dims);
 
     int layer = net_add_layer(net, LAYER_QUANTIZE, name);
     Layer *L = &net->layers[layer];

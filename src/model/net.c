@@ -52,9 +52,16 @@ static void *grow(void *items, int *cap, size_t item_size) {
 
 int net_slot(Net *net, const char *name, SlotType type, int needs_grad, int ndim, const int *dims) {
     CHECK(ndim >= 1 && ndim <= SLOT_MAX_DIMS, "slot '%s' has %d dims", name, ndim);
+    // name and dims may point into another slot (a builder copying its input's shape): read them
+    // before growing the list moves the slots.
+    char own_name[sizeof net->slots[0].name];
+    int own_dims[SLOT_MAX_DIMS];
+    CHECK(copy_string(own_name, sizeof own_name, name) == 0, "slot name '%s' too long", name);
+    memcpy(own_dims, dims, (size_t)ndim * sizeof *dims);
+    dims = own_dims;
     if (net->slot_count == net->slot_cap) net->slots = grow(net->slots, &net->slot_cap, sizeof(Slot));
     Slot *s = &net->slots[net->slot_count];
-    CHECK(copy_string(s->name, sizeof s->name, name) == 0, "slot name '%s' too long", name);
+    memcpy(s->name, own_name, sizeof own_name);
     s->type = type;
     s->needs_grad = needs_grad;
     s->ndim = ndim;
