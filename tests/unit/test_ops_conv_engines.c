@@ -6,8 +6,10 @@
 //
 // Shapes: every layer of the resnet arch for configs/cifar.yaml, configs/fashion_mnist.yaml and
 // configs/smoke.yaml (src/model/arch_resnet.c builds them from these sizes), the small MNIST model
-// (28 -> 14 -> 7 -> 1 and back, output_padding 1), and 3x3 p1, 1x1 and 3x3 s2 p0 convolutions at
-// 32x32 and 16x16 with 64-128 channels. Batch 10: chunks of 3 and a last one of 1, so both of a
+// (28 -> 14 -> 7 -> 1 and back, output_padding 1; the VAE preset uses the same convolutions), every
+// distinct convolution of configs/cifar_groupnorm.yaml (read off `vqvae_dist layout`: 3x3 p1, the
+// 1x1 shortcuts, quant convs and attention projections, the 3x3 s2 p0 downsampler on its padded
+// 33x33 input), and 3x3 p1, 1x1 and 3x3 s2 p0 convolutions at 32x32 and 16x16 with 64-128 channels. Batch 10: chunks of 3 and a last one of 1, so both of a
 // oneDNN plan's chunk sizes run.
 //
 // bf16 (train.precision=bf16, oneDNN only, on CPUs with AVX512-BF16; SKIP elsewhere): the same
@@ -62,11 +64,22 @@ static void add_resnet(Cases *cs, const char *preset, int channels, int size, in
     add(cs, n, h / 2, size / 2, channels, 4, 2, 1, 1, 1, 0);
 }
 
+// configs/cifar_groupnorm.yaml (block_out_channels [32, 64], embedding_dim 16, 32x32 images).
+static void add_groupnorm(Cases *cs) {
+    static const int k3[][3] = {{3, 32, 32}, {32, 32, 32}, {32, 64, 16}, {64, 64, 16}, {64, 16, 16},
+                                {16, 64, 16}, {64, 64, 32}, {64, 32, 32}, {32, 3, 32}};   // cin, cout, size
+    static const int k1[][3] = {{32, 64, 16}, {64, 64, 16}, {16, 16, 16}, {64, 32, 32}};
+    for (size_t i = 0; i < sizeof k3 / sizeof k3[0]; i++) add(cs, "gn", k3[i][0], k3[i][2], k3[i][1], 3, 1, 1, 0, 1, 0);
+    for (size_t i = 0; i < sizeof k1 / sizeof k1[0]; i++) add(cs, "gn", k1[i][0], k1[i][2], k1[i][1], 1, 1, 0, 0, 1, 0);
+    add(cs, "gn", 32, 33, 32, 3, 2, 0, 0, 1, 0);   // the downsampler after its (0, 1, 0, 1) pad
+}
+
 static Cases all_cases(void) {
     Cases cs = {.count = 0};
     add_resnet(&cs, "cifar", 3, 32, 128, 32, 64);
     add_resnet(&cs, "fashion_mnist", 1, 28, 64, 32, 32);
     add_resnet(&cs, "smoke", 3, 16, 32, 16, 8);
+    add_groupnorm(&cs);
     add(&cs, "mnist2", 1, 28, 16, 3, 2, 1, 0, 1, 0);
     add(&cs, "mnist2", 16, 14, 32, 3, 2, 1, 0, 1, 0);
     add(&cs, "mnist2", 32, 7, 64, 7, 1, 0, 0, 1, 0);
