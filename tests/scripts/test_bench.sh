@@ -43,7 +43,8 @@ EOF
 check "the JSON line parses and its fields are sane" check_json
 # The commit is the tree's at build time (it was once fixed when cmake first ran, and went stale).
 if head=$(git -C "$VQ_SOURCE_DIR" describe --always 2>/dev/null); then
-    check "commit is this tree's ($head)" grep -qE "\"commit\": \"$head(-dirty)?\"" "$WORK/out.json"
+    check "commit is this tree's ($head)" grep -qE "\"commit\": \"$head(-dirty)?\"" "$WORK/out.json" ||
+        echo "  the binary says $(grep -oE '"commit": "[^"]*"' "$WORK/out.json"): a commit since the last build? rebuild first"
 fi
 # A VAE has no quantizer, and the JSON says so (it once said the config's default, ema).
 "$VQVAE_BIN" bench --config "$SMOKE" --steps 1 --warmup 0 train.device=cpu train.threads=1 model.type=vae \
