@@ -29,10 +29,8 @@ int onednn_bf16_supported(void) {
 }
 
 OnednnState *onednn_create(int threads, int bf16) {
-    // Without AVX512-BF16 oneDNN would run bf16 through its reference kernels, ~100x slower.
-    if (bf16 && !onednn_bf16_supported())
-        fatal("train.precision=bf16 on the CPU needs AVX512-BF16 (this CPU's oneDNN ISA is %s); use "
-              "train.precision=fp32", onednn_isa_name());
+    // ops_context_init_with_conv refuses bf16 without AVX512-BF16 (oneDNN's reference kernels).
+    CHECK(!bf16 || onednn_bf16_supported(), "bf16 oneDNN state on a CPU without AVX512-BF16 (%s)", onednn_isa_name());
     OnednnState *st = xcalloc(1, sizeof *st);
     st->threads = threads;
     st->bf16 = bf16;
@@ -97,16 +95,11 @@ static void sides_of(const ConvShape *s, int x[3], int y[3]) {
     memcpy(y, s->transposed ? in : out, sizeof in);
 }
 
-static void md_by_tag(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims, dnnl_format_tag_t tag) {
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(md, ndims, dims, dnnl_f32, tag));
+// bf16: the descriptor of an operand a bf16 primitive reads; what it writes stays fp32 (so the
+// weight gradient is summed, and every output leaves, in fp32), as does everything of ours.
+static void md_by_tag(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims, dnnl_format_tag_t tag, int bf16) {
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(md, ndims, dims, bf16 ? dnnl_bf16 : dnnl_f32, tag));
 }
-
-// The same, in the type a direction's operand has: with bf16 what a primitive reads is bf16, what it
-// writes fp32 (so the weight gradient is summed, and every output leaves, in fp32).
-static void md_typed(dnnl_memory_desc_t *md, const dnnl_dims_t dims, dnnl_format_tag_t tag, int bf16_read) {
-    DNNL_CHECK(dnnl_memory_desc_init_by_tag(md, 4, dims, bf16_read ? dnnl_bf16 : dnnl_f32, tag));
-}
-
 
 static dnnl_primitive_t make_reorder(const OnednnState *st, const dnnl_memory_desc_t *from,
                                      const dnnl_memory_desc_t *to) {
@@ -132,12 +125,12 @@ static void make_descs(const OnednnState *st, const ConvShape *s, int nb, const 
     dnnl_memory_desc_t xm[DIRS], ym[DIRS], wm[DIRS], bm;
     for (int d = 0; d < DIRS; d++) {
         int bf16_read = st->bf16 && d != DIR_BWD_WEIGHTS;   // bwd_w writes its weights
-        md_typed(&xm[d], xd, xtag, st->bf16 && READS[d][SIDE_X]);
-        md_typed(&ym[d], yd, dnnl_format_tag_any, st->bf16 && READS[d][SIDE_Y]);
+        md_by_tag(&xm[d], 4, xd, xtag, st->bf16 && READS[d][SIDE_X]);
+        md_by_tag(&ym[d], 4, yd, dnnl_format_tag_any, st->bf16 && READS[d][SIDE_Y]);
         if (w) wm[d] = w[d];
-        else md_typed(&wm[d], wd, dnnl_format_tag_any, bf16_read);
+        else md_by_tag(&wm[d], 4, wd, dnnl_format_tag_any, bf16_read);
     }
-    md_by_tag(&bm, 1, bd, dnnl_x);
+    md_by_tag(&bm, 1, bd, dnnl_x, 0);
     int fwd_bias = s->has_bias && !s->transposed;   // ConvTranspose2d's bias is on C's image side
     dnnl_convolution_desc_t cd;
     DNNL_CHECK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &xm[DIR_FWD],
@@ -165,8 +158,8 @@ static void make_variant(const OnednnState *st, Plan *p, int v, int nb) {
     int x[3], y[3];
     sides_of(s, x, y);
     dnnl_dims_t xd = {nb, x[0], x[1], x[2]}, yd = {nb, y[0], y[1], y[2]};
-    md_by_tag(&var->user[SIDE_X], 4, xd, dnnl_nchw);
-    md_by_tag(&var->user[SIDE_Y], 4, yd, dnnl_nchw);
+    md_by_tag(&var->user[SIDE_X], 4, xd, dnnl_nchw, 0);
+    md_by_tag(&var->user[SIDE_Y], 4, yd, dnnl_nchw, 0);
     dnnl_primitive_desc_t pd[DIRS];
     make_descs(st, s, nb, v == 0 ? NULL : p->w_md, pd);   // a shorter chunk keeps the weight layouts
     for (int d = 0; d < DIRS; d++) {
@@ -203,7 +196,7 @@ static void make_mems(const OnednnState *st, Plan *p, const Variant *var, Mems *
     if (p->shape.has_bias && !p->shape.transposed) {
         dnnl_memory_desc_t bm;
         dnnl_dims_t bd = {p->shape.out_channels};
-        md_by_tag(&bm, 1, bd, dnnl_x);
+        md_by_tag(&bm, 1, bd, dnnl_x, 0);
         m->bias = make_mem(st, &bm);
     }
 }
@@ -261,7 +254,7 @@ void onednn_prepare(OnednnState *st, ConvShape *s, const ConvChunks *ch) {
     if (p->variants == 2) make_variant(st, p, 1, ch->last);
     dnnl_dims_t wd = {s->transposed ? s->in_channels : s->out_channels,
                       s->transposed ? s->out_channels : s->in_channels, s->kernel, s->kernel};
-    md_by_tag(&p->w_user, 4, wd, dnnl_oihw);
+    md_by_tag(&p->w_user, 4, wd, dnnl_oihw, 0);
     p->w_user_mem = make_mem(st, &p->w_user);
     for (int d = 0; d < DIRS; d++) {
         p->w_prim_mem[d] = make_mem(st, &p->w_md[d]);
